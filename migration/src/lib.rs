@@ -1,0 +1,27 @@
+//! Migrations of the Pawtropolis database, for SQLite and PostgreSQL.
+//!
+//! They must run on the bot's existing database: a table that already exists (with rows, maybe
+//! with extra columns the bot added) is kept; missing columns and indexes are added; nothing is
+//! dropped or rewritten; running them again changes nothing.
+
+#![warn(missing_docs)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod additive;
+pub mod cli;
+mod m20250101_000001_bot_tables;
+mod m20250101_000002_api_tables;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20250101_000001_bot_tables::Migration),
+            Box::new(m20250101_000002_api_tables::Migration),
+        ]
+    }
+}

@@ -1,0 +1,67 @@
+use poem::Request;
+use poem_openapi::{
+    SecurityScheme,
+    auth::{ApiKey, Bearer},
+};
+
+use super::{Credential, Principal};
+use crate::{error::ApiError, state::SharedState};
+
+/// Name of the session cookie set by the Discord login.
+pub const SESSION_COOKIE: &str = "paw_session";
+
+/// An API token: `Authorization: Bearer <token>` (created with `pawtropolis-server token create`).
+#[derive(SecurityScheme)]
+#[oai(rename = "bearerToken", ty = "bearer", checker = "check_bearer")]
+pub struct BearerAuth(pub Principal);
+
+/// A dashboard session: the `paw_session` cookie set by the Discord login.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "sessionCookie",
+    ty = "api_key",
+    key_name = "paw_session",
+    key_in = "cookie",
+    checker = "check_cookie"
+)]
+pub struct SessionCookieAuth(pub Principal);
+
+/// Either credential; every `/api` operation requires one.
+#[derive(SecurityScheme)]
+pub enum Auth {
+    /// An API token.
+    Bearer(BearerAuth),
+    /// A session cookie.
+    Cookie(SessionCookieAuth),
+}
+
+impl Auth {
+    /// The authenticated caller.
+    pub fn principal(&self) -> &Principal {
+        match self {
+            Self::Bearer(b) => &b.0,
+            Self::Cookie(c) => &c.0,
+        }
+    }
+}
+
+async fn verify(req: &Request, credential: Credential<'_>) -> poem::Result<Principal> {
+    let state = req
+        .data::<SharedState>()
+        .ok_or_else(|| ApiError::Internal("API state missing from the route".into()))?;
+    match state.verifier.verify(credential).await? {
+        Some(p) => Ok(p),
+        None => Err(ApiError::Unauthorized(
+            "the token or session is invalid, expired or revoked".into(),
+        )
+        .into()),
+    }
+}
+
+async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    verify(req, Credential::Bearer(&bearer.token)).await
+}
+
+async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
+    verify(req, Credential::SessionCookie(&key.key)).await
+}

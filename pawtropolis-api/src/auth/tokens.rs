@@ -1,0 +1,147 @@
+//! API tokens for scripts and the CLI: random secrets handed out once, stored only as SHA-256
+//! hashes in `api_token` with the guilds they may read.
+
+use base64::Engine as _;
+use rand::RngCore as _;
+use sea_orm::{ConnectionTrait, DbErr, Value};
+use sha2::{Digest, Sha256};
+
+use crate::db;
+
+/// Every token starts with this, so leaked tokens are easy to recognise and scan for.
+pub const TOKEN_PREFIX: &str = "paw_";
+
+/// A stored token (without its secret).
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// Row id; `token revoke <id>` takes it.
+    pub id: i64,
+    /// Free-form label.
+    pub name: String,
+    /// Guild ids the token may read.
+    pub guild_ids: Vec<String>,
+    /// Creation time, Unix seconds.
+    pub created_at_s: i64,
+    /// Last use (to the minute), Unix seconds.
+    pub last_used_at_s: Option<i64>,
+    /// Revocation time, Unix seconds.
+    pub revoked_at_s: Option<i64>,
+}
+
+/// SHA-256 of the token, hex. Tokens carry 256 random bits, so a fast hash is the right tool.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+fn from_row(row: &sea_orm::QueryResult) -> Result<ApiToken, DbErr> {
+    let guilds: String = row.try_get("", "guild_ids")?;
+    Ok(ApiToken {
+        id: row.try_get("", "id")?,
+        name: row.try_get("", "name")?,
+        guild_ids: guilds
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        created_at_s: row.try_get("", "created_at_s")?,
+        last_used_at_s: row.try_get("", "last_used_at_s")?,
+        revoked_at_s: row.try_get("", "revoked_at_s")?,
+    })
+}
+
+const COLUMNS: &str = "id, name, guild_ids, created_at_s, last_used_at_s, revoked_at_s";
+
+/// Creates a token for `guild_ids` and returns it with its secret, which is shown only now.
+pub async fn create(
+    db: &impl ConnectionTrait,
+    name: &str,
+    guild_ids: &[String],
+    now_s: i64,
+) -> Result<(ApiToken, String), DbErr> {
+    let secret = new_secret();
+    let row = db::query_one(
+        db,
+        format!(
+            "INSERT INTO api_token (name, token_hash, guild_ids, created_at_s) \
+             VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+        ),
+        vec![
+            name.into(),
+            hash_token(&secret).into(),
+            guild_ids.join(",").into(),
+            now_s.into(),
+        ],
+    )
+    .await?
+    .ok_or_else(|| DbErr::RecordNotInserted)?;
+    Ok((from_row(&row)?, secret))
+}
+
+/// The active (not revoked) token whose secret is `token`.
+pub async fn find_active(
+    db: &impl ConnectionTrait,
+    token: &str,
+) -> Result<Option<ApiToken>, DbErr> {
+    if !token.starts_with(TOKEN_PREFIX) || token.len() > 200 {
+        return Ok(None);
+    }
+    let row = db::query_one(
+        db,
+        format!("SELECT {COLUMNS} FROM api_token WHERE token_hash = $1 AND revoked_at_s IS NULL"),
+        vec![hash_token(token).into()],
+    )
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Records that token `id` was used at `now_s`.
+pub async fn touch(db: &impl ConnectionTrait, id: i64, now_s: i64) -> Result<(), DbErr> {
+    db::execute(
+        db,
+        "UPDATE api_token SET last_used_at_s = $1 WHERE id = $2",
+        vec![now_s.into(), id.into()],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Revokes a token given by its id or by its secret; returns false when no active token matched.
+pub async fn revoke(
+    db: &impl ConnectionTrait,
+    id_or_secret: &str,
+    now_s: i64,
+) -> Result<bool, DbErr> {
+    let (cond, value): (&str, Value) = match id_or_secret.parse::<i64>() {
+        Ok(id) => ("id = $2", id.into()),
+        Err(_) => ("token_hash = $2", hash_token(id_or_secret).into()),
+    };
+    let n = db::execute(
+        db,
+        format!("UPDATE api_token SET revoked_at_s = $1 WHERE {cond} AND revoked_at_s IS NULL"),
+        vec![now_s.into(), value],
+    )
+    .await?;
+    Ok(n > 0)
+}
+
+/// Every token, newest first.
+pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<ApiToken>, DbErr> {
+    db::query_all(
+        db,
+        format!("SELECT {COLUMNS} FROM api_token ORDER BY id DESC"),
+        vec![],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
+}

@@ -1,0 +1,92 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sea_orm::DatabaseConnection;
+
+use super::{Principal, tokens};
+use crate::{clock::Clock, error::ApiError};
+
+/// A credential presented with a request.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// The value of `Authorization: Bearer <token>`.
+    Bearer(&'a str),
+    /// The value of the `paw_session` cookie.
+    SessionCookie(&'a str),
+}
+
+/// Turns a credential into a [`Principal`]. A host bot implements this to plug in its own
+/// session check; the built-in [`ApiTokenVerifier`] checks the `api_token` table.
+#[async_trait]
+pub trait SessionVerifier: Send + Sync + 'static {
+    /// `Ok(None)` when the credential is not one this verifier knows or it is invalid (the
+    /// request answers 401); `Err` only for failures of the verifier itself.
+    async fn verify(&self, credential: Credential<'_>) -> Result<Option<Principal>, ApiError>;
+}
+
+/// Verifies API tokens against the `api_token` table (tokens are stored as SHA-256 hashes).
+#[derive(Clone)]
+pub struct ApiTokenVerifier {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+}
+
+impl ApiTokenVerifier {
+    /// A verifier reading `db`.
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
+    }
+}
+
+#[async_trait]
+impl SessionVerifier for ApiTokenVerifier {
+    async fn verify(&self, credential: Credential<'_>) -> Result<Option<Principal>, ApiError> {
+        let Credential::Bearer(token) = credential else {
+            return Ok(None);
+        };
+        let now = self.clock.now_s();
+        let Some(found) = tokens::find_active(&self.db, token).await? else {
+            return Ok(None);
+        };
+        // Recording use costs a write; once a minute per token is enough for `token list`.
+        if found.last_used_at_s.is_none_or(|t| now - t >= 60) {
+            let db = self.db.clone();
+            let id = found.id;
+            tokio::spawn(async move {
+                if let Err(e) = tokens::touch(&db, id, now).await {
+                    tracing::warn!(error = %e, token_id = id, "could not record token use");
+                }
+            });
+        }
+        Ok(Some(Principal::token(found.id, found.guild_ids)))
+    }
+}
+
+/// Tries several verifiers in order; the first that recognises the credential wins.
+#[derive(Clone, Default)]
+pub struct VerifierChain(Vec<Arc<dyn SessionVerifier>>);
+
+impl VerifierChain {
+    /// An empty chain (which verifies nothing).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a verifier.
+    pub fn with(mut self, verifier: Arc<dyn SessionVerifier>) -> Self {
+        self.0.push(verifier);
+        self
+    }
+}
+
+#[async_trait]
+impl SessionVerifier for VerifierChain {
+    async fn verify(&self, credential: Credential<'_>) -> Result<Option<Principal>, ApiError> {
+        for v in &self.0 {
+            if let Some(p) = v.verify(credential).await? {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,68 @@
+//! Database connection and the few helpers that keep raw SQL portable between SQLite and
+//! PostgreSQL (both accept `$1`-style numbered parameters).
+
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, QueryResult, Statement,
+    Value,
+};
+
+/// Opens the database behind `url` (`sqlite://…` or `postgres://…`).
+///
+/// SQLite runs in WAL mode with a busy timeout and a pool of several connections, so the bot can
+/// keep writing while the API reads.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections.max(2))
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        opts.map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .create_if_missing(true)
+        });
+    }
+    Database::connect(opts).await
+}
+
+/// A statement for the connection's backend with `$n` parameters.
+pub(crate) fn stmt(
+    db: &impl ConnectionTrait,
+    sql: impl Into<String>,
+    values: Vec<Value>,
+) -> Statement {
+    Statement::from_sql_and_values(db.get_database_backend(), sql, values)
+}
+
+/// Runs a query and returns every row.
+pub(crate) async fn query_all(
+    db: &impl ConnectionTrait,
+    sql: impl Into<String>,
+    values: Vec<Value>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    db.query_all_raw(stmt(db, sql, values)).await
+}
+
+/// Runs a query and returns the first row, if any.
+pub(crate) async fn query_one(
+    db: &impl ConnectionTrait,
+    sql: impl Into<String>,
+    values: Vec<Value>,
+) -> Result<Option<QueryResult>, DbErr> {
+    db.query_one_raw(stmt(db, sql, values)).await
+}
+
+/// Runs a statement and returns the number of rows it touched.
+pub(crate) async fn execute(
+    db: &impl ConnectionTrait,
+    sql: impl Into<String>,
+    values: Vec<Value>,
+) -> Result<u64, DbErr> {
+    Ok(db.execute_raw(stmt(db, sql, values)).await?.rows_affected())
+}

@@ -1,0 +1,261 @@
+//! The one error type of the API: every failure a handler can meet maps to an HTTP status and the
+//! JSON body `{"error": {"code", "message"}}`.
+
+use poem::{IntoResponse, Response, http::StatusCode};
+use poem_openapi::{
+    ApiResponse, Object,
+    payload::Json,
+    registry::{MetaResponses, Registry},
+};
+use serde::Serialize;
+
+/// Body of every error reply.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// Machine-readable code and human-readable explanation of an error.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `invalid_parameter`, `unauthorized`, `forbidden`,
+    /// `not_found`, `rate_limited`, `unavailable`, `internal`.
+    pub code: String,
+    /// Explanation for people; names the offending parameter or field where there is one.
+    pub message: String,
+}
+
+/// Every failure of an API operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A parameter or body field is missing or malformed (400).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// No valid credentials were presented (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The credentials are valid but do not grant access to this resource (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request came from another origin than the dashboard's (403, code `bad_origin`).
+    #[error("{0}")]
+    BadOrigin(String),
+    /// Too many requests; retry after the given number of seconds (429).
+    #[error("{message}")]
+    RateLimited {
+        /// Seconds the client should wait before retrying.
+        retry_after_secs: u64,
+        /// Explanation.
+        message: String,
+    },
+    /// The server cannot take this request now; retry after the given number of seconds (503).
+    #[error("{message}")]
+    Unavailable {
+        /// Seconds the client should wait before retrying.
+        retry_after_secs: u64,
+        /// Explanation.
+        message: String,
+    },
+    /// The database failed (500). The details go to the log, not to the client.
+    #[error("database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// Any other server-side failure (500). The details go to the log, not to the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Shorthand for a 400 naming the offending parameter.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidParameter(message.into())
+    }
+
+    /// HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidParameter(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::BadOrigin(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidParameter(_) => "invalid_parameter",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::BadOrigin(_) => "bad_origin",
+            Self::NotFound(_) => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Database(_) | Self::Internal(_) => "internal",
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            // Never leak SQL or internals to a client; the log has them.
+            Self::Database(_) | Self::Internal(_) => "internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited {
+                retry_after_secs, ..
+            }
+            | Self::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the JSON error reply for a status, code and message.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(bytes)
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        ApiError::status(self)
+    }
+
+    fn as_response(&self) -> Response {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut resp = error_response(self.status(), self.code(), &self.public_message());
+        if let Some(secs) = self.retry_after() {
+            resp.headers_mut()
+                .insert("Retry-After", poem::http::HeaderValue::from(secs.max(1)));
+        }
+        resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        poem::error::ResponseError::as_response(&self)
+    }
+}
+
+/// The error replies every operation may give, as documented in the OpenAPI document.
+#[derive(ApiResponse)]
+#[allow(dead_code)]
+enum ErrorResponses {
+    /// A parameter or field is invalid; the message names it.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No valid session cookie or API token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The session or token may not read this guild, or the request came from another origin.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// Too many requests; see `Retry-After`.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        Option<u64>,
+    ),
+    /// Internal error (details are logged on the server).
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The server cannot take this request now; see `Retry-After`.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        Option<u64>,
+    ),
+}
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        ErrorResponses::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorResponses::register(registry);
+    }
+}
+
+/// Turns any error that reaches the `/api` tree (ours, or poem's own: bad parameters, unknown
+/// routes, missing credentials) into the JSON error body, so clients parse one shape.
+pub(crate) async fn render_error(err: poem::Error) -> Response {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        return poem::error::ResponseError::as_response(api);
+    }
+    let status = err.status();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid_parameter",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    let message = if let Some(param) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        describe_param_error(param.name, &param.reason)
+    } else if status == StatusCode::UNAUTHORIZED {
+        "authentication required: send `Authorization: Bearer <token>` or a session cookie"
+            .to_owned()
+    } else if status.is_server_error() {
+        tracing::error!(error = %err, "request failed");
+        "internal server error".to_owned()
+    } else {
+        err.to_string()
+    };
+    error_response(status, code, &message)
+}
+
+/// Allowed values of the enum parameters, for error messages that list them.
+pub(crate) fn enum_values(param: &str) -> Option<&'static [&'static str]> {
+    match param {
+        "window" => Some(&["7d", "30d", "90d"]),
+        _ => None,
+    }
+}
+
+/// A clear message for a parameter poem-openapi could not parse.
+fn describe_param_error(name: &str, reason: &str) -> String {
+    if let Some(values) = enum_values(name) {
+        return format!("{name} must be one of {}", values.join(", "));
+    }
+    if reason.contains("pattern") && reason.contains("17,20") {
+        return format!("{name} must be a Discord snowflake (17 to 20 digits)");
+    }
+    if reason.contains("found null") {
+        return format!("{name} is required");
+    }
+    format!("invalid parameter {name}: {reason}")
+}

@@ -1,0 +1,96 @@
+use poem::{Request, web::Data};
+use poem_openapi::{ApiResponse, Object, param::Query};
+use serde::Serialize;
+
+use super::{GuildConfig, GuildConfigUpdate, JsonObject, apply_update, load_config, parse_update};
+use crate::{
+    ApiTags,
+    auth::Auth,
+    error::ApiError,
+    payload::JsonBytes,
+    snowflake::Snowflake,
+    state::{SharedState, check_origin},
+};
+
+/// Guild configuration.
+pub(crate) struct ConfigApi;
+
+/// Result of an update.
+#[derive(Debug, Clone, Object, Serialize)]
+pub struct ConfigUpdated {
+    /// The configuration after the update.
+    pub config: GuildConfig,
+    /// Fields whose value changed (each was recorded in the audit log).
+    pub changed: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+enum ConfigResponse {
+    /// The guild's configuration.
+    #[oai(status = 200)]
+    Ok(JsonBytes<GuildConfig>),
+}
+
+#[derive(ApiResponse)]
+enum ConfigUpdateResponse {
+    /// The update was applied.
+    #[oai(status = 200)]
+    Ok(JsonBytes<ConfigUpdated>),
+}
+
+#[poem_openapi::OpenApi(tag = "ApiTags::Config")]
+impl ConfigApi {
+    /// Read a guild's configuration
+    ///
+    /// The stored configuration, or the defaults when the guild has none yet.
+    #[oai(path = "/config", method = "get", operation_id = "getConfig")]
+    async fn get(
+        &self,
+        auth: Auth,
+        state: Data<&SharedState>,
+        /// Guild to read (a snowflake).
+        #[oai(validator(pattern = r"^[0-9]{17,20}$"))]
+        guild_id: Query<String>,
+    ) -> Result<ConfigResponse, ApiError> {
+        let guild_id = Snowflake::parse("guild_id", &guild_id)?;
+        auth.principal().authorize(&guild_id)?;
+        let cfg = load_config(&state.db, &guild_id).await?;
+        Ok(ConfigResponse::Ok(JsonBytes::encode(&cfg)?))
+    }
+
+    /// Update a guild's configuration
+    ///
+    /// Changes the fields present in the body and records each changed field in the audit log
+    /// (who, field, old value, new value, when). Channel and role ids must be snowflakes (17–20
+    /// digits) or null; hour settings whole numbers from 0 to 87600. A 400 names the bad field.
+    /// Browsers must send it from the dashboard's origin.
+    #[oai(path = "/config", method = "put", operation_id = "updateConfig")]
+    async fn put(
+        &self,
+        auth: Auth,
+        state: Data<&SharedState>,
+        req: &Request,
+        /// Guild to update (a snowflake).
+        #[oai(validator(pattern = r"^[0-9]{17,20}$"))]
+        guild_id: Query<String>,
+        body: JsonObject<GuildConfigUpdate>,
+    ) -> Result<ConfigUpdateResponse, ApiError> {
+        check_origin(&state, req)?;
+        let guild_id = Snowflake::parse("guild_id", &guild_id)?;
+        let principal = auth.principal();
+        principal.authorize(&guild_id)?;
+        let changes = parse_update(&body.fields)?;
+        let (config, changed) = apply_update(
+            &state.db,
+            &guild_id,
+            &changes,
+            &principal.subject,
+            state.clock.now_s(),
+        )
+        .await?;
+        tracing::info!(guild_id = %guild_id, actor = %principal.subject, ?changed, "guild config updated");
+        Ok(ConfigUpdateResponse::Ok(JsonBytes::encode(
+            &ConfigUpdated { config, changed },
+        )?))
+    }
+}

@@ -1,0 +1,75 @@
+use std::marker::PhantomData;
+
+use poem::{Request, RequestBody};
+use poem_openapi::{
+    payload::{ParsePayload, Payload},
+    registry::{MetaSchemaRef, Registry},
+    types::Type,
+};
+
+use crate::error::ApiError;
+
+/// Largest request body accepted.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON object request body documented as the schema of `T` but handed to the handler as a
+/// map, so that validation can name every bad field in its 400 (poem-openapi's own parser
+/// reports type errors without the field name) and tell an absent field from a `null` one.
+pub struct JsonObject<T> {
+    /// The fields as sent.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    _schema: PhantomData<fn() -> T>,
+}
+
+impl<T: Type> Payload for JsonObject<T> {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Type> ParsePayload for JsonObject<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        if request
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > MAX_BODY_BYTES)
+        {
+            return Err(
+                ApiError::invalid(format!("body is larger than {MAX_BODY_BYTES} bytes")).into(),
+            );
+        }
+        let bytes = body
+            .take()?
+            .into_bytes_limit(MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::invalid(format!("body is larger than {MAX_BODY_BYTES} bytes"))
+            })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid(format!("body is not valid JSON: {e}")))?;
+        match value {
+            serde_json::Value::Object(fields) => Ok(Self {
+                fields,
+                _schema: PhantomData,
+            }),
+            _ => Err(ApiError::invalid("body must be a JSON object").into()),
+        }
+    }
+}
+
+poem_openapi::impl_apirequest_for_payload!(JsonObject<T>, T: Type);

@@ -1,0 +1,203 @@
+//! # pawtropolis-api
+//!
+//! The dashboard API of the Pawtropolis Tech moderation bot, as a library a host mounts on its
+//! own [poem](https://docs.rs/poem) router: the bot itself (sharing its serenity `Http`), or the
+//! `pawtropolis-server` binary.
+//!
+//! ```no_run
+//! # async fn run(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+//! use pawtropolis_api::{PawtropolisApi, register_api_routes};
+//!
+//! let api = PawtropolisApi::builder(db).build().await?;
+//! let app = register_api_routes(poem::Route::new(), &api); // /api/…, /api/docs, /health
+//! poem::Server::new(poem::listener::TcpListener::bind("127.0.0.1:3000"))
+//!     .run(app)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod guild_config;
+mod health;
+pub mod logs;
+pub mod metrics;
+pub mod payload;
+pub mod settings;
+pub mod snowflake;
+mod state;
+pub mod timefmt;
+
+use std::sync::Arc;
+
+use poem::{EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+use sea_orm::DatabaseConnection;
+use serenity::http::Http;
+
+pub use auth::{Principal, SessionVerifier};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::ApiError;
+pub use settings::ApiSettings;
+pub use snowflake::Snowflake;
+
+use crate::{
+    auth::ApiTokenVerifier,
+    guild_config::api::ConfigApi,
+    logs::api::LogsApi,
+    metrics::{MetricsCache, api::MetricsApi},
+    state::{ApiState, SharedState},
+};
+
+/// Groups of operations in the OpenAPI document.
+#[derive(Tags)]
+pub(crate) enum ApiTags {
+    /// The action log.
+    Logs,
+    /// Moderator metrics.
+    Metrics,
+    /// Guild configuration.
+    Config,
+}
+
+/// A configured API, ready to mount with [`register_api_routes`]. Cheap to clone.
+#[derive(Clone)]
+pub struct PawtropolisApi {
+    state: SharedState,
+}
+
+impl PawtropolisApi {
+    /// Starts building an API over `db` (already migrated: see the `migration` crate).
+    pub fn builder(db: DatabaseConnection) -> PawtropolisApiBuilder {
+        PawtropolisApiBuilder {
+            db,
+            discord: None,
+            verifier: None,
+            settings: ApiSettings::default(),
+            clock: None,
+        }
+    }
+
+    /// The database connection.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &ApiSettings {
+        &self.state.settings
+    }
+
+    /// The clock in use.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.state.clock.clone()
+    }
+}
+
+/// Builder of [`PawtropolisApi`].
+pub struct PawtropolisApiBuilder {
+    db: DatabaseConnection,
+    discord: Option<Arc<Http>>,
+    verifier: Option<Arc<dyn SessionVerifier>>,
+    settings: ApiSettings,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl PawtropolisApiBuilder {
+    /// The serenity HTTP client used to resolve Discord identities (a bot passes its own).
+    /// Without one, identities come only from the database cache.
+    pub fn discord_http(mut self, http: Arc<Http>) -> Self {
+        self.discord = Some(http);
+        self
+    }
+
+    /// How credentials become principals. Default: API tokens from the `api_token` table
+    /// ([`auth::ApiTokenVerifier`]); chain it with your own in an [`auth::VerifierChain`] to
+    /// accept both.
+    pub fn session_verifier(mut self, verifier: Arc<dyn SessionVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// Settings (defaults: those of the specification).
+    pub fn settings(mut self, settings: ApiSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The clock (default: the system clock; tests pass a [`ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Builds the API.
+    pub async fn build(self) -> Result<PawtropolisApi, ApiError> {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let verifier = self
+            .verifier
+            .unwrap_or_else(|| Arc::new(ApiTokenVerifier::new(self.db.clone(), clock.clone())));
+        if self.discord.is_none() {
+            tracing::warn!("no Discord client: identities are served from the database cache only");
+        }
+        let state = Arc::new(ApiState {
+            metrics_cache: MetricsCache::new(self.settings.metrics_cache_secs),
+            db: self.db,
+            settings: self.settings,
+            clock,
+            verifier,
+            discord: self.discord,
+        });
+        Ok(PawtropolisApi { state })
+    }
+}
+
+type Apis = (LogsApi, MetricsApi, ConfigApi);
+
+fn openapi_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (LogsApi, MetricsApi, ConfigApi),
+        "Pawtropolis API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Dashboard API of the Pawtropolis Tech moderation bot: the action log, moderator \
+         metrics and guild configuration. Every operation needs an API token \
+         (`Authorization: Bearer …`) or a dashboard session cookie, and answers 403 for a \
+         guild the caller may not read. Errors are `{\"error\": {\"code\", \"message\"}}`. \
+         Snowflakes are strings of 17–20 digits; times are RFC 3339.",
+    )
+    .url_prefix("/api")
+}
+
+/// The OpenAPI document of the API as YAML (what `openapi.yaml` holds).
+pub fn openapi_yaml() -> String {
+    openapi_service().spec_yaml()
+}
+
+/// The OpenAPI document of the API as JSON (served at `/api/openapi.json`).
+pub fn openapi_json() -> String {
+    openapi_service().spec()
+}
+
+/// Mounts the API on `route`: every operation under `/api`, the OpenAPI document at
+/// `/api/openapi.json`, Swagger UI at `/api/docs`, and `GET /health`. The host keeps its own
+/// routes beside them.
+pub fn register_api_routes(route: Route, api: &PawtropolisApi) -> Route {
+    let service = openapi_service();
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    let api_tree = Route::new()
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", service)
+        .catch_all_error(error::render_error)
+        .data(api.state.clone());
+    route
+        .nest("/api", api_tree)
+        .at("/health", health::health.data(api.state.clone()))
+}

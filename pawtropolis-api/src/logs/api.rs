@@ -1,0 +1,128 @@
+use poem::web::Data;
+use poem_openapi::{ApiResponse, param::Query};
+
+use super::{Cursor, LogFilter, LogsPage, list_logs};
+use crate::{
+    ApiTags, auth::Auth, error::ApiError, payload::JsonBytes, snowflake::Snowflake,
+    state::SharedState, timefmt::parse_time_param,
+};
+
+/// Operations on the action log.
+pub(crate) struct LogsApi;
+
+#[derive(ApiResponse)]
+enum LogsResponse {
+    /// A page of the log.
+    #[oai(status = 200)]
+    Ok(JsonBytes<LogsPage>),
+}
+
+/// Largest number of distinct `action` values one listing may filter on.
+const MAX_ACTION_FILTERS: usize = 50;
+
+fn parse_actions(raw: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let mut actions: Vec<String> = Vec::new();
+    for part in raw.iter().flat_map(|v| v.split(',')) {
+        let a = part.trim();
+        if a.is_empty() {
+            continue;
+        }
+        if a.len() > 64 {
+            return Err(ApiError::invalid("action values are at most 64 characters"));
+        }
+        if !actions.iter().any(|x| x == a) {
+            actions.push(a.to_owned());
+        }
+    }
+    if actions.len() > MAX_ACTION_FILTERS {
+        return Err(ApiError::invalid(format!(
+            "action accepts at most {MAX_ACTION_FILTERS} values"
+        )));
+    }
+    Ok(actions)
+}
+
+#[poem_openapi::OpenApi(tag = "ApiTags::Logs")]
+impl LogsApi {
+    /// List the action log
+    ///
+    /// Rows of one guild, newest first (by `created_at_s`, then `id`), with keyset pagination:
+    /// pass the reply's `next_cursor` as `cursor` to read the next, older page. Pages never skip
+    /// or repeat a row, even while new rows arrive.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/logs", method = "get", operation_id = "listLogs")]
+    async fn list(
+        &self,
+        auth: Auth,
+        state: Data<&SharedState>,
+        /// Guild to read (a snowflake).
+        #[oai(validator(pattern = r"^[0-9]{17,20}$"))]
+        guild_id: Query<String>,
+        /// Keep only these actions; repeat the parameter or separate values with commas
+        /// (`action=approve&action=reject` or `action=approve,reject`).
+        action: Query<Vec<String>>,
+        /// Keep only actions by this moderator (the row's `actor_id`).
+        moderator_id: Query<Option<String>>,
+        /// Keep only actions about this user.
+        subject_id: Query<Option<String>>,
+        /// Keep only actions of this application.
+        app_id: Query<Option<String>>,
+        /// Keep rows at or after this time: Unix seconds or RFC 3339.
+        since: Query<Option<String>>,
+        /// Keep rows at or before this time: Unix seconds or RFC 3339.
+        until: Query<Option<String>>,
+        /// Page size, 1 to 500 (default 50).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<LogsResponse, ApiError> {
+        let guild_id = Snowflake::parse("guild_id", &guild_id)?;
+        auth.principal().authorize(&guild_id)?;
+        let settings = &state.settings;
+        let limit = limit.0.unwrap_or(settings.logs_default_limit);
+        if limit == 0 || limit > settings.logs_max_limit {
+            return Err(ApiError::invalid(format!(
+                "limit must be between 1 and {}",
+                settings.logs_max_limit
+            )));
+        }
+        let app_id = match app_id.0 {
+            Some(a) if a.len() > 100 => {
+                return Err(ApiError::invalid("app_id is at most 100 characters"));
+            }
+            other => other,
+        };
+        let filter = LogFilter {
+            actions: parse_actions(action.0)?,
+            moderator_id: moderator_id
+                .0
+                .as_deref()
+                .map(|m| Snowflake::parse("moderator_id", m))
+                .transpose()?,
+            subject_id: subject_id
+                .0
+                .as_deref()
+                .map(|s| Snowflake::parse("subject_id", s))
+                .transpose()?,
+            app_id,
+            since: since
+                .0
+                .as_deref()
+                .map(|t| parse_time_param("since", t))
+                .transpose()?,
+            until: until
+                .0
+                .as_deref()
+                .map(|t| parse_time_param("until", t))
+                .transpose()?,
+        };
+        if let (Some(s), Some(u)) = (filter.since, filter.until)
+            && s > u
+        {
+            return Err(ApiError::invalid("since must not be after until"));
+        }
+        let cursor = cursor.0.as_deref().map(Cursor::decode).transpose()?;
+        let page = list_logs(&state.db, &guild_id, &filter, cursor, limit).await?;
+        Ok(LogsResponse::Ok(JsonBytes::encode(&page)?))
+    }
+}

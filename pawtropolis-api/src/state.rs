@@ -1,0 +1,80 @@
+//! State shared by every handler of one mounted API.
+
+use std::sync::Arc;
+
+use poem::Request;
+use sea_orm::DatabaseConnection;
+use serenity::http::Http;
+
+use crate::{
+    auth::SessionVerifier, clock::Clock, error::ApiError, metrics::MetricsCache,
+    settings::ApiSettings,
+};
+
+pub(crate) struct ApiState {
+    pub db: DatabaseConnection,
+    pub settings: ApiSettings,
+    pub clock: Arc<dyn Clock>,
+    pub verifier: Arc<dyn SessionVerifier>,
+    #[allow(dead_code)]
+    pub discord: Option<Arc<Http>>,
+    pub metrics_cache: MetricsCache,
+}
+
+pub(crate) type SharedState = Arc<ApiState>;
+
+impl ApiState {
+    /// "Now" for metrics windows: `PAWTROPOLIS_NOW` or the clock.
+    pub fn now_s(&self) -> i64 {
+        self.settings.now.unwrap_or_else(|| self.clock.now_s())
+    }
+}
+
+fn origin_of(url: &str) -> &str {
+    // "https://dash.example.org/path" -> "https://dash.example.org"
+    match url.find("://") {
+        Some(i) => match url[i + 3..].find('/') {
+            Some(j) => &url[..i + 3 + j],
+            None => url,
+        },
+        None => url,
+    }
+}
+
+/// Refuses a state-changing request that a browser sent from another site. Requests without an
+/// `Origin` header (scripts, the CLI) pass: they cannot carry a victim's cookie by accident.
+pub(crate) fn check_origin(state: &ApiState, req: &Request) -> Result<(), ApiError> {
+    let Some(origin) = req.header("origin") else {
+        return Ok(());
+    };
+    let allowed = match &state.settings.public_url {
+        Some(public) => origin.eq_ignore_ascii_case(origin_of(public.trim_end_matches('/'))),
+        // Without a configured dashboard origin, only same-origin requests pass.
+        None => req.header("host").is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+        }),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::BadOrigin(format!(
+            "cross-site request refused: origin {origin} is not the dashboard's"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origin_of_urls() {
+        assert_eq!(
+            origin_of("https://dash.example.org/x/y"),
+            "https://dash.example.org"
+        );
+        assert_eq!(origin_of("http://127.0.0.1:3000"), "http://127.0.0.1:3000");
+    }
+}

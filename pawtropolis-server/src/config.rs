@@ -1,0 +1,174 @@
+//! Settings of the server: flags, each with a `PAWTROPOLIS_*` (or `DISCORD_*`) environment
+//! variable.
+
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use migration::cli::MigrateCommand;
+use pawtropolis_api::ApiSettings;
+use serenity::http::{Http, HttpBuilder};
+
+/// Default Discord origin; tests point `PAWTROPOLIS_DISCORD_API_BASE` at a fake.
+pub const DISCORD_BASE: &str = "https://discord.com";
+
+/// Command line of `pawtropolis-server`.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Dashboard API server of the Pawtropolis Tech moderation bot"
+)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub settings: Settings,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve(ServeArgs),
+    /// Apply, roll back or list database migrations (default: up).
+    Migrate {
+        /// What to do.
+        #[command(subcommand)]
+        command: Option<MigrateCommand>,
+    },
+    /// Print the OpenAPI document (YAML) to stdout.
+    Openapi,
+    /// Manage API tokens.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Generate realistic demo rows in `action_log` (for trying things out and benchmarks).
+    DemoData(DemoDataArgs),
+}
+
+/// `serve` options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Fill an empty database with demo data, create a token for the demo guild and print a
+    /// ready-to-paste curl line.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// `token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; the secret is printed once, as the last line.
+    Create {
+        /// Guild the token may read (repeat for several).
+        #[arg(long = "guild", required = true)]
+        guilds: Vec<String>,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// Revoke a token by its id (from `token list`) or its secret.
+    Revoke {
+        /// Token id or secret.
+        token: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+}
+
+/// `demo-data` options.
+#[derive(Debug, Clone, Args)]
+pub struct DemoDataArgs {
+    /// Number of rows to generate.
+    #[arg(long, default_value_t = 20_000)]
+    pub rows: u64,
+    /// Guild the rows belong to.
+    #[arg(long, default_value = crate::demo::DEMO_GUILD)]
+    pub guild: String,
+    /// Days of history, ending now (or at `PAWTROPOLIS_NOW`).
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Random seed (the same seed gives the same rows).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Database URL: `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_DATABASE_URL",
+        default_value = "sqlite://data/pawtropolis.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+    /// Largest number of pooled database connections.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_DB_MAX_CONNECTIONS",
+        default_value_t = 8,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_BIND",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
+    pub bind: String,
+    /// Discord bot token; without it Discord lookups are skipped (with a warning).
+    #[arg(long, env = "DISCORD_TOKEN", hide_env_values = true, global = true)]
+    pub discord_token: Option<String>,
+    /// Origin of Discord's API (tests use a fake on 127.0.0.1).
+    #[arg(long, env = "PAWTROPOLIS_DISCORD_API_BASE", default_value = DISCORD_BASE, global = true)]
+    pub discord_api_base: String,
+    /// Unix time metrics windows are computed against (to replay a historical database).
+    #[arg(long, env = "PAWTROPOLIS_NOW", global = true)]
+    pub now: Option<i64>,
+    /// Seconds metrics results are cached; 0 turns the cache off.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_METRICS_CACHE_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub metrics_cache_secs: u64,
+    /// Origin browsers use to reach the dashboard (e.g. `https://dash.example.org`).
+    #[arg(long, env = "PAWTROPOLIS_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+}
+
+impl Settings {
+    /// The library settings these flags describe.
+    pub fn api_settings(&self) -> ApiSettings {
+        ApiSettings {
+            now: self.now,
+            metrics_cache_secs: self.metrics_cache_secs,
+            public_url: self.public_url.clone(),
+            ..ApiSettings::default()
+        }
+    }
+
+    /// The serenity HTTP client, when a bot token is configured.
+    pub fn discord_http(&self) -> Option<Arc<Http>> {
+        let token = self
+            .discord_token
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())?;
+        let base = self.discord_api_base.trim_end_matches('/');
+        let mut builder = HttpBuilder::new(token);
+        if base != DISCORD_BASE {
+            // serenity's rate limiter talks to discord.com directly; a proxied base (a fake
+            // Discord in tests) only works with it off.
+            builder = builder.proxy(base).ratelimiter_disabled(true);
+        }
+        Some(Arc::new(builder.build()))
+    }
+}

@@ -1,0 +1,303 @@
+//! `pawtropolis-server`: configuration, database, Discord client and the HTTP server around the
+//! `pawtropolis-api` library. The binary is a thin `main` over [`run`]; tests drive the same
+//! functions.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod demo;
+
+use std::{io::Write, time::Duration};
+
+use anyhow::Context as _;
+use migration::cli::{MigrateCommand, ensure_sqlite_dir};
+use pawtropolis_api::{
+    Clock as _, ManualClock, PawtropolisApi, SystemClock, auth::tokens, register_api_routes,
+};
+use poem::{
+    Endpoint, EndpointExt, Route, Server,
+    listener::{Acceptor, Listener, TcpListener},
+    middleware::{RequestId, ReuseId, Tracing},
+};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::config::{Cli, Command, DemoDataArgs, ServeArgs, Settings, TokenCommand};
+
+/// Where commands write what they report (stdout for the binary, a buffer in tests).
+pub type Out<'a> = &'a mut (dyn Write + Send);
+
+/// Runs the command line, writing its report to `out`.
+pub async fn run(cli: Cli, out: Out<'_>) -> anyhow::Result<()> {
+    let settings = cli.settings;
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Openapi => {
+            write!(out, "{}", pawtropolis_api::openapi_yaml())?;
+            Ok(())
+        }
+        Command::Migrate { command } => {
+            let db = connect(&settings).await?;
+            let command = command.unwrap_or(MigrateCommand::Up { steps: None });
+            writeln!(out, "{}", migration::cli::run(&db, &command).await?)?;
+            Ok(())
+        }
+        Command::Token { command } => token(&settings, command, out).await,
+        Command::DemoData(args) => demo_data(&settings, &args, out).await,
+        Command::Serve(args) => serve(&settings, &args, out).await,
+    }
+}
+
+/// Opens the database and applies pending migrations.
+pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(settings).await?;
+    migration::cli::run(&db, &MigrateCommand::Up { steps: None })
+        .await
+        .context("applying migrations")?;
+    Ok(db)
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    ensure_sqlite_dir(&settings.database_url).context("creating the database folder")?;
+    pawtropolis_api::db::connect(&settings.database_url, settings.db_max_connections)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&settings.database_url)))
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn now_s(settings: &Settings) -> i64 {
+    settings.now.unwrap_or_else(|| SystemClock.now_s())
+}
+
+async fn token(settings: &Settings, command: TokenCommand, out: Out<'_>) -> anyhow::Result<()> {
+    let db = connect_and_migrate(settings).await?;
+    match command {
+        TokenCommand::Create { guilds, name } => {
+            let mut ids = Vec::new();
+            for g in &guilds {
+                ids.push(pawtropolis_api::Snowflake::parse("--guild", g)?.into_string());
+            }
+            let (tok, secret) = tokens::create(&db, &name, &ids, SystemClock.now_s()).await?;
+            writeln!(
+                out,
+                "created token {} ({}) for guild(s) {}",
+                tok.id,
+                tok.name,
+                ids.join(", ")
+            )?;
+            writeln!(
+                out,
+                "the secret is shown only now; send it as `Authorization: Bearer <token>`:"
+            )?;
+            writeln!(out, "{secret}")?;
+        }
+        TokenCommand::Revoke { token } => {
+            if tokens::revoke(&db, &token, SystemClock.now_s()).await? {
+                writeln!(out, "revoked")?;
+            } else {
+                anyhow::bail!("no active token matches {token:?}");
+            }
+        }
+        TokenCommand::List => {
+            for t in tokens::list(&db).await? {
+                let state = if t.revoked_at_s.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                writeln!(
+                    out,
+                    "{:>5}  {:8}  {:20}  guilds={}  created={}  last_used={}",
+                    t.id,
+                    state,
+                    t.name,
+                    t.guild_ids.join(","),
+                    pawtropolis_api::timefmt::rfc3339_utc(t.created_at_s),
+                    t.last_used_at_s
+                        .map_or("never".to_owned(), pawtropolis_api::timefmt::rfc3339_utc),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn demo_data(settings: &Settings, args: &DemoDataArgs, out: Out<'_>) -> anyhow::Result<()> {
+    let guild = pawtropolis_api::Snowflake::parse("--guild", &args.guild)?;
+    let db = connect_and_migrate(settings).await?;
+    let started = std::time::Instant::now();
+    let n = demo::insert_demo_rows(
+        &db,
+        args.rows,
+        guild.as_str(),
+        now_s(settings),
+        args.days,
+        args.seed,
+    )
+    .await?;
+    writeln!(
+        out,
+        "inserted {n} rows for guild {guild} over {} days in {:.1} s",
+        args.days,
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
+
+/// Builds the API over `db` with the server's settings.
+pub async fn build_api(
+    settings: &Settings,
+    db: DatabaseConnection,
+) -> anyhow::Result<PawtropolisApi> {
+    let mut builder = PawtropolisApi::builder(db).settings(settings.api_settings());
+    match settings.discord_http() {
+        Some(http) => builder = builder.discord_http(http),
+        None => tracing::warn!("DISCORD_TOKEN is not set: Discord lookups are skipped"),
+    }
+    if let Some(now) = settings.now {
+        builder = builder.clock(std::sync::Arc::new(ManualClock::new(now)));
+    }
+    Ok(builder.build().await?)
+}
+
+/// The whole HTTP application: the API, its docs and health, with request ids and tracing.
+pub fn app(api: &PawtropolisApi) -> impl Endpoint + 'static {
+    register_api_routes(Route::new(), api)
+        .with(Tracing)
+        .with(RequestId::default().reuse_id(ReuseId::Use))
+}
+
+async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::Result<()> {
+    let db = connect_and_migrate(settings).await?;
+    let demo_token = if args.demo {
+        Some(prepare_demo(settings, &db, out).await?)
+    } else {
+        None
+    };
+    let api = build_api(settings, db).await?;
+    let acceptor = TcpListener::bind(settings.bind.clone())
+        .into_acceptor()
+        .await
+        .with_context(|| format!("binding {}", settings.bind))?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .map_or_else(|| settings.bind.clone(), |a| a.to_string());
+    let base = format!("http://{addr}");
+    writeln!(
+        out,
+        "pawtropolis-server {} listening on {base}",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(out, "  API docs (Swagger UI): {base}/api/docs")?;
+    writeln!(out, "  OpenAPI document:      {base}/api/openapi.json")?;
+    writeln!(out, "  health:                {base}/health")?;
+    if let Some(token) = demo_token {
+        writeln!(
+            out,
+            "demo guild {} with token:\n  {token}",
+            demo::DEMO_GUILD
+        )?;
+        writeln!(out, "try:")?;
+        writeln!(
+            out,
+            "  curl -H \"Authorization: Bearer {token}\" \"{base}/api/logs?guild_id={}&limit=5\"",
+            demo::DEMO_GUILD
+        )?;
+    }
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app(&api), shutdown_signal(), Some(Duration::from_secs(10)))
+        .await
+        .context("serving")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Fills an empty database with demo data and returns a fresh token for the demo guild.
+async fn prepare_demo(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    out: Out<'_>,
+) -> anyhow::Result<String> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM action_log",
+        ))
+        .await?;
+    let existing: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+    if existing == 0 {
+        let n =
+            demo::insert_demo_rows(db, 20_000, demo::DEMO_GUILD, now_s(settings), 90, 7).await?;
+        writeln!(
+            out,
+            "demo: inserted {n} actions over 90 days for guild {}",
+            demo::DEMO_GUILD
+        )?;
+    } else {
+        writeln!(
+            out,
+            "demo: the database already has {existing} actions; adding none"
+        )?;
+    }
+    let (_, secret) = tokens::create(
+        db,
+        "demo",
+        &[demo::DEMO_GUILD.to_owned()],
+        SystemClock.now_s(),
+    )
+    .await?;
+    Ok(secret)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing open requests");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

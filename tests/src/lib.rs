@@ -1,0 +1,285 @@
+//! Harness of the end-to-end tests: a fresh database per test (SQLite file, or a fresh
+//! PostgreSQL schema when `PAWTROPOLIS_TEST_POSTGRES_URL` is set), the real server on a random
+//! port of 127.0.0.1, and helpers to talk to it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::Write as _,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use clap::Parser as _;
+use pawtropolis_server::config::{Cli, Settings};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+
+/// Guild every test token can read.
+pub const GUILD_A: &str = "111111111111111111";
+/// Guild test tokens for A may not read.
+pub const GUILD_B: &str = "222222222222222222";
+
+/// A database the tests can run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary folder.
+    Sqlite,
+    /// A fresh schema on the PostgreSQL server at this URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// Short name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL too when `PAWTROPOLIS_TEST_POSTGRES_URL` is set.
+pub fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Sqlite];
+    if let Ok(url) = std::env::var("PAWTROPOLIS_TEST_POSTGRES_URL")
+        && !url.trim().is_empty()
+    {
+        v.push(Backend::Postgres(url));
+    }
+    v
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!(
+        "pwt_{}_{}_{n}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    )
+}
+
+/// An empty database of its own (nothing migrated yet).
+pub struct TestDb {
+    /// URL that reaches it (for PostgreSQL, with the schema as search path).
+    pub url: String,
+    /// A connection to it.
+    pub db: DatabaseConnection,
+    /// Which backend.
+    pub backend: Backend,
+    schema: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// Creates a fresh database on `backend`.
+    pub async fn new(backend: &Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+                let db = pawtropolis_api::db::connect(&url, 4).await.unwrap();
+                Self {
+                    url,
+                    db,
+                    backend: backend.clone(),
+                    schema: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres(base) => {
+                let schema = unique_name();
+                let admin = Database::connect(base.as_str()).await.unwrap();
+                admin
+                    .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .unwrap();
+                admin.close().await.ok();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                let db = pawtropolis_api::db::connect(&url, 4).await.unwrap();
+                Self {
+                    url,
+                    db,
+                    backend: backend.clone(),
+                    schema: Some((base.clone(), schema)),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Runs a statement (SQL with `$n` parameters).
+    pub async fn exec(&self, sql: &str, values: Vec<sea_orm::Value>) {
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                sql,
+                values,
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs a query and returns its rows.
+    pub async fn rows(&self, sql: &str, values: Vec<sea_orm::Value>) -> Vec<sea_orm::QueryResult> {
+        self.db
+            .query_all_raw(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                sql,
+                values,
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Inserts an `action_log` row and returns its id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_action(
+        &self,
+        guild: &str,
+        action: &str,
+        actor: &str,
+        subject: Option<&str>,
+        app_id: Option<&str>,
+        created_at_s: i64,
+        meta_json: Option<&str>,
+    ) -> i64 {
+        let rows = self
+            .rows(
+                "INSERT INTO action_log (guild_id, app_id, app_code, actor_id, subject_id, action, reason, meta_json, created_at_s) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8) RETURNING id",
+                vec![
+                    guild.into(),
+                    app_id.map(str::to_owned).into(),
+                    app_id.map(|a| a.chars().take(6).collect::<String>()).into(),
+                    actor.into(),
+                    subject.map(str::to_owned).into(),
+                    action.into(),
+                    meta_json.map(str::to_owned).into(),
+                    created_at_s.into(),
+                ],
+            )
+            .await;
+        rows[0].try_get("", "id").unwrap()
+    }
+
+    /// Drops the PostgreSQL schema (SQLite files go with their temporary folder).
+    pub async fn cleanup(self) {
+        self.db.close().await.ok();
+        if let Some((base, schema)) = &self.schema
+            && let Ok(admin) = Database::connect(base.as_str()).await
+        {
+            admin
+                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await
+                .ok();
+            admin.close().await.ok();
+        }
+    }
+}
+
+/// Parses server settings as the binary would, from `args` (flags) on top of defaults.
+pub fn settings(database_url: &str, extra: &[&str]) -> Settings {
+    let mut argv = vec!["pawtropolis-server", "--database-url", database_url];
+    argv.extend_from_slice(extra);
+    Cli::try_parse_from(argv).unwrap().settings
+}
+
+/// Runs a `pawtropolis-server` command line against `database_url` and returns its output.
+pub async fn run_cli(database_url: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut argv = vec!["pawtropolis-server", "--database-url", database_url];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv)?;
+    let mut out: Vec<u8> = Vec::new();
+    pawtropolis_server::run(cli, &mut out).await?;
+    out.flush()?;
+    Ok(String::from_utf8(out)?)
+}
+
+/// The real server on a random port of 127.0.0.1 over a fresh, migrated database.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The database.
+    pub tdb: TestDb,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestApp {
+    /// Starts the server on `backend` with default settings.
+    pub async fn spawn(backend: &Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts the server on `backend` with extra server flags (`--now`, `--metrics-cache-secs` …).
+    pub async fn spawn_with(backend: &Backend, flags: &[&str]) -> Self {
+        let tdb = TestDb::new(backend).await;
+        Self::spawn_on(tdb, flags).await
+    }
+
+    /// Starts the server on an existing database (migrating it as `serve` does).
+    pub async fn spawn_on(tdb: TestDb, flags: &[&str]) -> Self {
+        let settings = settings(&tdb.url, flags);
+        let db = pawtropolis_server::connect_and_migrate(&settings)
+            .await
+            .unwrap();
+        let api = pawtropolis_server::build_api(&settings, db).await.unwrap();
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+        let app = pawtropolis_server::app(&api);
+        let server = tokio::spawn(async move {
+            poem::Server::new_with_acceptor(acceptor)
+                .run(app)
+                .await
+                .ok();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            tdb,
+            client: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    /// Creates an API token for `guilds` through the CLI and returns its secret.
+    pub async fn token(&self, guilds: &[&str]) -> String {
+        let mut args = vec!["token", "create", "--name", "test"];
+        for g in guilds {
+            args.push("--guild");
+            args.push(g);
+        }
+        let out = run_cli(&self.tdb.url, &args).await.unwrap();
+        out.lines().last().unwrap().trim().to_owned()
+    }
+
+    /// GET `path` (with query) with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET `path` with a token and return status and JSON body.
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let resp = self.get(path, token).await;
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Stops the server and drops the database.
+    pub async fn finish(self) {
+        self.server.abort();
+        self.tdb.cleanup().await;
+    }
+}

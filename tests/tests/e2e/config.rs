@@ -1,0 +1,175 @@
+use pawtropolis_tests::{GUILD_A, TestApp, backends};
+use serde_json::json;
+
+#[tokio::test]
+async fn read_update_and_audit() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let token = app.token(&[GUILD_A]).await;
+        let (s, cfg) = app
+            .get_json(&format!("/api/config?guild_id={GUILD_A}"), &token)
+            .await;
+        assert_eq!(s, 200);
+        assert_eq!(cfg["reapply_cooldown_hours"], 24);
+        assert_eq!(cfg["reviewer_role_id"], serde_json::Value::Null);
+
+        let url = format!("{}/api/config?guild_id={GUILD_A}", app.base);
+        let put =
+            |body: serde_json::Value| app.client.put(&url).bearer_auth(&token).json(&body).send();
+        let resp =
+            put(json!({"reviewer_role_id": "900000000000000001", "reapply_cooldown_hours": 48}))
+                .await
+                .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["config"]["reviewer_role_id"], "900000000000000001");
+        assert_eq!(body["config"]["reapply_cooldown_hours"], 48);
+        let mut changed: Vec<String> = serde_json::from_value(body["changed"].clone()).unwrap();
+        changed.sort();
+        assert_eq!(changed, ["reapply_cooldown_hours", "reviewer_role_id"]);
+
+        // Same values again: nothing changes, nothing is recorded.
+        let body: serde_json::Value = put(json!({"reapply_cooldown_hours": 48}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["changed"], json!([]));
+        // Clearing a role.
+        let body: serde_json::Value = put(json!({"reviewer_role_id": null}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["config"]["reviewer_role_id"], serde_json::Value::Null);
+
+        let rows = app
+            .tdb
+            .rows("SELECT actor, field, old_value, new_value, changed_at_s FROM config_audit_log ORDER BY id", vec![])
+            .await;
+        let audit: Vec<(String, String, Option<String>, Option<String>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "actor").unwrap(),
+                    r.try_get("", "field").unwrap(),
+                    r.try_get("", "old_value").unwrap(),
+                    r.try_get("", "new_value").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(audit.len(), 3, "{audit:?}");
+        assert!(audit.iter().all(|a| a.0.starts_with("token:")));
+        assert!(audit.contains(&(
+            "token:1".into(),
+            "reapply_cooldown_hours".into(),
+            Some("24".into()),
+            Some("48".into())
+        )));
+        assert!(audit.contains(&(
+            "token:1".into(),
+            "reviewer_role_id".into(),
+            None,
+            Some("900000000000000001".into())
+        )));
+        assert!(audit.contains(&(
+            "token:1".into(),
+            "reviewer_role_id".into(),
+            Some("900000000000000001".into()),
+            None
+        )));
+
+        for (body, field) in [
+            (json!({"reviewer_role_id": "123"}), "reviewer_role_id"),
+            (
+                json!({"gate_channel_id": 900000000000000001u64}),
+                "gate_channel_id",
+            ),
+            (json!({"min_join_age_hours": -1}), "min_join_age_hours"),
+            (
+                json!({"min_account_age_hours": "5"}),
+                "min_account_age_hours",
+            ),
+            (
+                json!({"reapply_cooldown_hours": 1.5}),
+                "reapply_cooldown_hours",
+            ),
+            (json!({"favourite_colour": "red"}), "favourite_colour"),
+        ] {
+            let resp = put(body.clone()).await.unwrap();
+            assert_eq!(resp.status(), 400, "{body}");
+            let err: serde_json::Value = resp.json().await.unwrap();
+            assert!(
+                err["error"]["message"].as_str().unwrap().contains(field),
+                "{body}: {err}"
+            );
+        }
+        let resp = app
+            .client
+            .put(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("[1]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let resp = app
+            .client
+            .put(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn cross_origin_updates_are_refused() {
+    let app = TestApp::spawn_with(
+        &pawtropolis_tests::Backend::Sqlite,
+        &["--public-url", "https://dash.example.org"],
+    )
+    .await;
+    let token = app.token(&[GUILD_A]).await;
+    let url = format!("{}/api/config?guild_id={GUILD_A}", app.base);
+    let send = |origin: Option<&'static str>| {
+        let mut req = app
+            .client
+            .put(&url)
+            .bearer_auth(&token)
+            .json(&json!({"min_join_age_hours": 2}));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    let resp = send(Some("https://evil.example.com")).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_origin");
+    assert_eq!(
+        send(Some("https://dash.example.org"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(send(None).await.unwrap().status(), 200);
+    let rows = app
+        .tdb
+        .rows("SELECT COUNT(*) AS n FROM config_audit_log", vec![])
+        .await;
+    assert_eq!(
+        rows[0].try_get::<i64>("", "n").unwrap(),
+        1,
+        "the refused update must not be recorded"
+    );
+    app.finish().await;
+}

@@ -1,0 +1,214 @@
+//! The bot's existing database: the legacy schema of DESIGN.md §2 with rows and a column the
+//! bot added survives the migrations, run twice, untouched, and is served.
+
+use pawtropolis_tests::{Backend, GUILD_A, TestApp, TestDb, backends, run_cli};
+
+fn legacy_schema(backend: &Backend) -> Vec<String> {
+    let (id, big) = match backend {
+        Backend::Sqlite => ("id INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+        Backend::Postgres(_) => ("id BIGSERIAL PRIMARY KEY", "BIGINT"),
+    };
+    vec![
+        format!(
+            "CREATE TABLE action_log ({id}, guild_id TEXT NOT NULL, app_id TEXT, app_code TEXT, \
+             actor_id TEXT NOT NULL, subject_id TEXT, action TEXT NOT NULL, reason TEXT, meta_json TEXT, \
+             created_at_s {big} NOT NULL, bot_flag TEXT DEFAULT 'kept')"
+        ),
+        "CREATE INDEX idx_action_log_guild_time ON action_log (guild_id, created_at_s DESC)".into(),
+        "CREATE INDEX idx_action_log_actor_time ON action_log (actor_id, created_at_s DESC)".into(),
+        "CREATE INDEX idx_action_log_app ON action_log (app_id)".into(),
+        format!(
+            "CREATE TABLE user_cache (user_id TEXT NOT NULL, guild_id TEXT NOT NULL, username TEXT NOT NULL, \
+             global_name TEXT, display_name TEXT, avatar_hash TEXT, avatar_url TEXT NOT NULL, updated_at TEXT NOT NULL, \
+             banner_url TEXT, accent_color {big}, joined_at {big}, created_at {big}, PRIMARY KEY (user_id, guild_id))"
+        ),
+        "CREATE INDEX idx_user_cache_updated ON user_cache (updated_at)".into(),
+        "CREATE INDEX idx_user_cache_guild ON user_cache (guild_id)".into(),
+        format!(
+            "CREATE TABLE guild_config (guild_id TEXT PRIMARY KEY, review_channel_id TEXT, gate_channel_id TEXT, \
+             unverified_channel_id TEXT, general_channel_id TEXT, accepted_role_id TEXT, reviewer_role_id TEXT, \
+             image_search_url_template TEXT NOT NULL DEFAULT 'https://lens.google.com/uploadbyurl?url={{avatarUrl}}', \
+             reapply_cooldown_hours {big} NOT NULL DEFAULT 24, min_account_age_hours {big} NOT NULL DEFAULT 0, \
+             min_join_age_hours {big} NOT NULL DEFAULT 0, created_at TEXT, updated_at TEXT)"
+        ),
+    ]
+}
+
+async fn dump(tdb: &TestDb) -> Vec<String> {
+    let mut out = Vec::new();
+    for row in tdb
+        .rows(
+            "SELECT id, guild_id, app_id, app_code, actor_id, subject_id, action, reason, meta_json, created_at_s, bot_flag \
+             FROM action_log ORDER BY id",
+            vec![],
+        )
+        .await
+    {
+        let s = |c: &str| row.try_get::<Option<String>>("", c).unwrap().unwrap_or_default();
+        let id: i64 = row.try_get("", "id").unwrap();
+        let t: i64 = row.try_get("", "created_at_s").unwrap();
+        out.push(format!(
+            "{id}|{}|{}|{}|{}|{}|{}|{}|{}|{t}|{}",
+            s("guild_id"), s("app_id"), s("app_code"), s("actor_id"), s("subject_id"),
+            s("action"), s("reason"), s("meta_json"), s("bot_flag")
+        ));
+    }
+    for row in tdb
+        .rows(
+            "SELECT user_id, username, avatar_url FROM user_cache ORDER BY user_id",
+            vec![],
+        )
+        .await
+    {
+        let s = |c: &str| row.try_get::<String>("", c).unwrap();
+        out.push(format!(
+            "uc|{}|{}|{}",
+            s("user_id"),
+            s("username"),
+            s("avatar_url")
+        ));
+    }
+    for row in tdb
+        .rows("SELECT guild_id, reviewer_role_id, image_search_url_template, reapply_cooldown_hours FROM guild_config", vec![])
+        .await
+    {
+        let h: i64 = row.try_get("", "reapply_cooldown_hours").unwrap();
+        out.push(format!(
+            "gc|{}|{}|{}|{h}",
+            row.try_get::<String>("", "guild_id").unwrap(),
+            row.try_get::<Option<String>>("", "reviewer_role_id").unwrap().unwrap_or_default(),
+            row.try_get::<String>("", "image_search_url_template").unwrap()
+        ));
+    }
+    out
+}
+
+async fn schema_snapshot(tdb: &TestDb) -> Vec<String> {
+    let sql = match tdb.backend {
+        Backend::Sqlite => "SELECT type || ':' || name || ':' || COALESCE(sql, '') AS s FROM sqlite_master \
+                            WHERE name NOT LIKE 'seaql%' ORDER BY name"
+            .to_owned(),
+        Backend::Postgres(_) => "SELECT table_name || ':' || column_name || ':' || data_type AS s FROM information_schema.columns \
+                                 WHERE table_schema = current_schema() AND table_name NOT LIKE 'seaql%' \
+                                 UNION ALL SELECT 'index:' || indexname FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1"
+            .to_owned(),
+    };
+    tdb.rows(&sql, vec![])
+        .await
+        .iter()
+        .map(|r| r.try_get::<String>("", "s").unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_keep_the_bots_database_intact_and_serve_it() {
+    for backend in backends() {
+        let tdb = TestDb::new(&backend).await;
+        for sql in legacy_schema(&backend) {
+            tdb.exec(&sql, vec![]).await;
+        }
+        for i in 0..30i64 {
+            let meta = if i % 3 == 0 {
+                Some(r#"{"n":1}"#)
+            } else if i % 3 == 1 {
+                Some("not json")
+            } else {
+                None
+            };
+            tdb.insert_action(
+                GUILD_A,
+                if i % 2 == 0 {
+                    "claim"
+                } else {
+                    "some_future_action"
+                },
+                "444444444444444444",
+                Some("555555555555555555"),
+                Some("app-1"),
+                1_700_000_000 + i * 60,
+                meta,
+            )
+            .await;
+        }
+        tdb.exec(
+            "UPDATE action_log SET bot_flag = 'custom' WHERE id = 5",
+            vec![],
+        )
+        .await;
+        tdb.exec(
+            "INSERT INTO user_cache (user_id, guild_id, username, avatar_url, updated_at) VALUES ($1, $2, 'old', 'https://cdn/x.png', '2025-01-01 00:00:00')",
+            vec!["444444444444444444".into(), GUILD_A.into()],
+        )
+        .await;
+        tdb.exec(
+            "INSERT INTO guild_config (guild_id, reviewer_role_id, reapply_cooldown_hours) VALUES ($1, '666666666666666666', 48)",
+            vec![GUILD_A.into()],
+        )
+        .await;
+        let before = dump(&tdb).await;
+
+        let first = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
+        assert!(first.contains("applied 2"), "{first}");
+        let after_first = schema_snapshot(&tdb).await;
+        let second = run_cli(&tdb.url, &["migrate"]).await.unwrap();
+        assert!(second.contains("applied 0"), "{second}");
+        assert_eq!(
+            schema_snapshot(&tdb).await,
+            after_first,
+            "a second run changed the schema"
+        );
+        let status = run_cli(&tdb.url, &["migrate", "status"]).await.unwrap();
+        assert!(
+            !status.contains("pending") && status.contains("applied"),
+            "{status}"
+        );
+        assert_eq!(
+            dump(&tdb).await,
+            before,
+            "rows changed on {}",
+            backend.name()
+        );
+
+        // The missing column was added; the bot's extra column is still there.
+        let cols = schema_snapshot(&tdb).await.join("\n");
+        assert!(cols.contains("admin_role_id"), "{cols}");
+        assert!(cols.contains("bot_flag"), "{cols}");
+        assert!(cols.contains("image_search_url_template"), "{cols}");
+
+        // Rolling the API back never touches the bot's tables.
+        run_cli(&tdb.url, &["migrate", "down", "-n", "2"])
+            .await
+            .unwrap();
+        assert_eq!(
+            dump(&tdb).await,
+            before,
+            "down dropped bot data on {}",
+            backend.name()
+        );
+
+        let app = TestApp::spawn_on(tdb, &[]).await;
+        let token = app.token(&[GUILD_A]).await;
+        let (s, body) = app
+            .get_json(&format!("/api/logs?guild_id={GUILD_A}&limit=500"), &token)
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 30);
+        assert_eq!(items[0]["action"], "some_future_action");
+        let by_id = |id: i64| items.iter().find(|i| i["id"] == id).unwrap().clone();
+        assert_eq!(by_id(1)["meta"], serde_json::json!({"n": 1}));
+        assert_eq!(
+            by_id(2)["meta"],
+            serde_json::Value::Null,
+            "invalid JSON meta must be null"
+        );
+        assert_eq!(by_id(1)["created_at"], "2023-11-14T22:13:20Z");
+        let (s, cfg) = app
+            .get_json(&format!("/api/config?guild_id={GUILD_A}"), &token)
+            .await;
+        assert_eq!(s, 200);
+        assert_eq!(cfg["reviewer_role_id"], "666666666666666666");
+        assert_eq!(cfg["reapply_cooldown_hours"], 48);
+        app.finish().await;
+    }
+}
