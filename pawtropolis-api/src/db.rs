@@ -66,3 +66,29 @@ pub(crate) async fn execute(
 ) -> Result<u64, DbErr> {
     Ok(db.execute_raw(stmt(db, sql, values)).await?.rows_affected())
 }
+
+/// Keeps SQLite's query planner informed. Without statistics it guesses that an equality on
+/// `guild_id` is as selective as one on `app_id`, and picks the guild index where the
+/// application index is a hundred times faster. Analyzes `action_log` when it never was, and
+/// otherwise lets `PRAGMA optimize` decide. No-op on PostgreSQL (autovacuum keeps statistics).
+pub async fn refresh_planner_statistics(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return Ok(());
+    }
+    let analyzed = query_one(
+        db,
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'",
+        vec![],
+    )
+    .await?
+    .map(|r| r.try_get::<i64>("", "n"))
+    .transpose()?
+    .unwrap_or(0)
+        > 0;
+    let sql = if analyzed {
+        "PRAGMA optimize"
+    } else {
+        "ANALYZE"
+    };
+    db.execute_unprepared(sql).await.map(|_| ())
+}

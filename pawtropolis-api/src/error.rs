@@ -66,6 +66,16 @@ pub enum ApiError {
     /// Any other server-side failure (500). The details go to the log, not to the client.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Another error, answered with the `X-RateLimit-*` headers of a rate-limited operation.
+    #[error("{source}")]
+    WithRateLimit {
+        /// The error.
+        source: Box<ApiError>,
+        /// `X-RateLimit-Limit`.
+        limit: u32,
+        /// `X-RateLimit-Remaining`.
+        remaining: u32,
+    },
 }
 
 impl ApiError {
@@ -74,9 +84,19 @@ impl ApiError {
         Self::InvalidParameter(message.into())
     }
 
+    /// Adds the `X-RateLimit-*` headers to the reply of `err`.
+    pub fn with_rate_limit(err: ApiError, limit: u32, remaining: u32) -> Self {
+        Self::WithRateLimit {
+            source: Box::new(err),
+            limit,
+            remaining,
+        }
+    }
+
     /// HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::WithRateLimit { source, .. } => source.status(),
             Self::InvalidParameter(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::BadOrigin(_) => StatusCode::FORBIDDEN,
@@ -90,6 +110,7 @@ impl ApiError {
     /// Stable machine-readable code of this error.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::WithRateLimit { source, .. } => source.code(),
             Self::InvalidParameter(_) => "invalid_parameter",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
@@ -103,6 +124,7 @@ impl ApiError {
 
     fn public_message(&self) -> String {
         match self {
+            Self::WithRateLimit { source, .. } => source.public_message(),
             // Never leak SQL or internals to a client; the log has them.
             Self::Database(_) | Self::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
@@ -117,6 +139,7 @@ impl ApiError {
             | Self::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            Self::WithRateLimit { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -151,6 +174,17 @@ impl poem::error::ResponseError for ApiError {
             resp.headers_mut()
                 .insert("Retry-After", poem::http::HeaderValue::from(secs.max(1)));
         }
+        if let Self::WithRateLimit {
+            limit, remaining, ..
+        } = self
+        {
+            let h = resp.headers_mut();
+            h.insert("X-RateLimit-Limit", poem::http::HeaderValue::from(*limit));
+            h.insert(
+                "X-RateLimit-Remaining",
+                poem::http::HeaderValue::from(*remaining),
+            );
+        }
         resp
     }
 }
@@ -174,14 +208,6 @@ enum ErrorResponses {
     /// The session or token may not read this guild, or the request came from another origin.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
-    /// Too many requests; see `Retry-After`.
-    #[oai(status = 429)]
-    TooManyRequests(
-        Json<ErrorBody>,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        Option<u64>,
-    ),
     /// Internal error (details are logged on the server).
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),

@@ -24,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod guild_config;
 mod health;
+pub mod identity;
 pub mod logs;
 pub mod metrics;
 pub mod payload;
@@ -48,6 +49,10 @@ pub use snowflake::Snowflake;
 use crate::{
     auth::ApiTokenVerifier,
     guild_config::api::ConfigApi,
+    identity::{
+        IdentityResolver, IdentitySource, Resolution, ResolveRateLimiter, SerenityHttpSource,
+        api::UsersApi,
+    },
     logs::api::LogsApi,
     metrics::{MetricsCache, api::MetricsApi},
     state::{ApiState, SharedState},
@@ -62,6 +67,8 @@ pub(crate) enum ApiTags {
     Metrics,
     /// Guild configuration.
     Config,
+    /// Discord identities.
+    Users,
 }
 
 /// A configured API, ready to mount with [`register_api_routes`]. Cheap to clone.
@@ -76,6 +83,7 @@ impl PawtropolisApi {
         PawtropolisApiBuilder {
             db,
             discord: None,
+            identity_source: None,
             verifier: None,
             settings: ApiSettings::default(),
             clock: None,
@@ -96,12 +104,23 @@ impl PawtropolisApi {
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.state.clock.clone()
     }
+
+    /// Resolves user ids to identities as `GET /api/users/resolve` does (without its rate
+    /// limit): entries in request order, duplicates removed, plus warnings.
+    pub async fn resolve_users(
+        &self,
+        guild_id: &Snowflake,
+        ids: &[Snowflake],
+    ) -> Result<Resolution, ApiError> {
+        self.state.identity.resolve_users(guild_id, ids).await
+    }
 }
 
 /// Builder of [`PawtropolisApi`].
 pub struct PawtropolisApiBuilder {
     db: DatabaseConnection,
     discord: Option<Arc<Http>>,
+    identity_source: Option<Arc<dyn IdentitySource>>,
     verifier: Option<Arc<dyn SessionVerifier>>,
     settings: ApiSettings,
     clock: Option<Arc<dyn Clock>>,
@@ -112,6 +131,15 @@ impl PawtropolisApiBuilder {
     /// Without one, identities come only from the database cache.
     pub fn discord_http(mut self, http: Arc<Http>) -> Self {
         self.discord = Some(http);
+        self
+    }
+
+    /// Where identities come from when the database cache cannot answer. Default: Discord
+    /// through the [`discord_http`](Self::discord_http) client, when one is given. A bot passes
+    /// `identity::SerenityCacheSource` (feature `serenity-cache`) to answer from its gateway
+    /// cache first.
+    pub fn identity_source(mut self, source: Arc<dyn IdentitySource>) -> Self {
+        self.identity_source = Some(source);
         self
     }
 
@@ -141,10 +169,19 @@ impl PawtropolisApiBuilder {
         let verifier = self
             .verifier
             .unwrap_or_else(|| Arc::new(ApiTokenVerifier::new(self.db.clone(), clock.clone())));
-        if self.discord.is_none() {
+        let source = self.identity_source.or_else(|| {
+            self.discord
+                .clone()
+                .map(|http| Arc::new(SerenityHttpSource::new(http)) as Arc<dyn IdentitySource>)
+        });
+        if source.is_none() {
             tracing::warn!("no Discord client: identities are served from the database cache only");
         }
+        let identity =
+            IdentityResolver::new(self.db.clone(), source, clock.clone(), &self.settings);
         let state = Arc::new(ApiState {
+            identity,
+            resolve_limiter: ResolveRateLimiter::new(self.settings.resolve_rate_per_min),
             metrics_cache: MetricsCache::new(self.settings.metrics_cache_secs),
             db: self.db,
             settings: self.settings,
@@ -156,17 +193,17 @@ impl PawtropolisApiBuilder {
     }
 }
 
-type Apis = (LogsApi, MetricsApi, ConfigApi);
+type Apis = (LogsApi, MetricsApi, ConfigApi, UsersApi);
 
 fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (LogsApi, MetricsApi, ConfigApi),
+        (LogsApi, MetricsApi, ConfigApi, UsersApi),
         "Pawtropolis API",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Dashboard API of the Pawtropolis Tech moderation bot: the action log, moderator \
-         metrics and guild configuration. Every operation needs an API token \
+         metrics, guild configuration and Discord identities. Every operation needs an API token \
          (`Authorization: Bearer …`) or a dashboard session cookie, and answers 403 for a \
          guild the caller may not read. Errors are `{\"error\": {\"code\", \"message\"}}`. \
          Snowflakes are strings of 17–20 digits; times are RFC 3339.",

@@ -22,6 +22,20 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
     /// Timeout of a single database-backed request before it answers 503.
     pub request_timeout: Duration,
+    /// How long a `user_cache` row is used as is (`PAWTROPOLIS_USER_CACHE_TTL_SECS`, 1800).
+    pub user_cache_ttl_secs: u64,
+    /// How long "Discord does not know this user" is remembered
+    /// (`PAWTROPOLIS_NEGATIVE_CACHE_TTL_SECS`, 300).
+    pub negative_cache_ttl_secs: u64,
+    /// Timeout of one Discord lookup (`PAWTROPOLIS_DISCORD_TIMEOUT_MS`, 5000 ms).
+    pub discord_timeout: Duration,
+    /// Discord lookups in flight at once, across all requests.
+    pub discord_concurrency: usize,
+    /// How long to stay away from Discord after a 429 whose `retry_after` is unknown.
+    pub discord_backoff: Duration,
+    /// Requests per minute `GET /api/users/resolve` accepts from this process
+    /// (`PAWTROPOLIS_RESOLVE_RATE_PER_MIN`, 50).
+    pub resolve_rate_per_min: u32,
 }
 
 impl Default for ApiSettings {
@@ -33,6 +47,12 @@ impl Default for ApiSettings {
             logs_max_limit: 500,
             public_url: None,
             request_timeout: Duration::from_secs(30),
+            user_cache_ttl_secs: 1800,
+            negative_cache_ttl_secs: 300,
+            discord_timeout: Duration::from_secs(5),
+            discord_concurrency: 8,
+            discord_backoff: Duration::from_secs(5),
+            resolve_rate_per_min: 50,
         }
     }
 }

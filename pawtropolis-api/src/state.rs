@@ -7,7 +7,11 @@ use sea_orm::DatabaseConnection;
 use serenity::http::Http;
 
 use crate::{
-    auth::SessionVerifier, clock::Clock, error::ApiError, metrics::MetricsCache,
+    auth::SessionVerifier,
+    clock::Clock,
+    error::ApiError,
+    identity::{IdentityResolver, ResolveRateLimiter},
+    metrics::MetricsCache,
     settings::ApiSettings,
 };
 
@@ -19,6 +23,8 @@ pub(crate) struct ApiState {
     #[allow(dead_code)]
     pub discord: Option<Arc<Http>>,
     pub metrics_cache: MetricsCache,
+    pub identity: IdentityResolver,
+    pub resolve_limiter: ResolveRateLimiter,
 }
 
 pub(crate) type SharedState = Arc<ApiState>;

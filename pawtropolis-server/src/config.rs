@@ -143,6 +143,46 @@ pub struct Settings {
     /// Origin browsers use to reach the dashboard (e.g. `https://dash.example.org`).
     #[arg(long, env = "PAWTROPOLIS_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// Seconds a `user_cache` row is used without asking Discord.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_USER_CACHE_TTL_SECS",
+        default_value_t = 1800,
+        global = true
+    )]
+    pub user_cache_ttl_secs: u64,
+    /// Seconds "Discord does not know this user" is remembered.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_NEGATIVE_CACHE_TTL_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub negative_cache_ttl_secs: u64,
+    /// Timeout of one Discord lookup, milliseconds.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_DISCORD_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub discord_timeout_ms: u64,
+    /// Seconds to stay away from Discord after a 429 whose `retry_after` is unknown.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_DISCORD_BACKOFF_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub discord_backoff_secs: u64,
+    /// Requests per minute `GET /api/users/resolve` accepts (per server process; 0: unlimited).
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_RESOLVE_RATE_PER_MIN",
+        default_value_t = 50,
+        global = true
+    )]
+    pub resolve_rate_per_min: u32,
 }
 
 impl Settings {
@@ -152,6 +192,11 @@ impl Settings {
             now: self.now,
             metrics_cache_secs: self.metrics_cache_secs,
             public_url: self.public_url.clone(),
+            user_cache_ttl_secs: self.user_cache_ttl_secs,
+            negative_cache_ttl_secs: self.negative_cache_ttl_secs,
+            discord_timeout: std::time::Duration::from_millis(self.discord_timeout_ms.max(1)),
+            discord_backoff: std::time::Duration::from_secs(self.discord_backoff_secs),
+            resolve_rate_per_min: self.resolve_rate_per_min,
             ..ApiSettings::default()
         }
     }

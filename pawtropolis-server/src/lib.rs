@@ -52,6 +52,9 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Database
     migration::cli::run(&db, &MigrateCommand::Up { steps: None })
         .await
         .context("applying migrations")?;
+    pawtropolis_api::db::refresh_planner_statistics(&db)
+        .await
+        .context("refreshing planner statistics")?;
     Ok(db)
 }
 
@@ -160,12 +163,23 @@ pub async fn build_api(
     settings: &Settings,
     db: DatabaseConnection,
 ) -> anyhow::Result<PawtropolisApi> {
+    build_api_with_clock(settings, db, None).await
+}
+
+/// Builds the API with a clock of the caller's (tests move time by hand).
+pub async fn build_api_with_clock(
+    settings: &Settings,
+    db: DatabaseConnection,
+    clock: Option<std::sync::Arc<dyn pawtropolis_api::Clock>>,
+) -> anyhow::Result<PawtropolisApi> {
     let mut builder = PawtropolisApi::builder(db).settings(settings.api_settings());
     match settings.discord_http() {
         Some(http) => builder = builder.discord_http(http),
         None => tracing::warn!("DISCORD_TOKEN is not set: Discord lookups are skipped"),
     }
-    if let Some(now) = settings.now {
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    } else if let Some(now) = settings.now {
         builder = builder.clock(std::sync::Arc::new(ManualClock::new(now)));
     }
     Ok(builder.build().await?)

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod fake_discord;
+
 use std::{
     io::Write as _,
     sync::atomic::{AtomicU64, Ordering},
@@ -223,11 +225,31 @@ impl TestApp {
 
     /// Starts the server on an existing database (migrating it as `serve` does).
     pub async fn spawn_on(tdb: TestDb, flags: &[&str]) -> Self {
+        Self::spawn_full(tdb, flags, None).await
+    }
+
+    /// Starts the server on `backend`, its time read from `clock`.
+    pub async fn spawn_with_clock(
+        backend: &Backend,
+        flags: &[&str],
+        clock: pawtropolis_api::ManualClock,
+    ) -> Self {
+        let tdb = TestDb::new(backend).await;
+        Self::spawn_full(tdb, flags, Some(std::sync::Arc::new(clock))).await
+    }
+
+    async fn spawn_full(
+        tdb: TestDb,
+        flags: &[&str],
+        clock: Option<std::sync::Arc<dyn pawtropolis_api::Clock>>,
+    ) -> Self {
         let settings = settings(&tdb.url, flags);
         let db = pawtropolis_server::connect_and_migrate(&settings)
             .await
             .unwrap();
-        let api = pawtropolis_server::build_api(&settings, db).await.unwrap();
+        let api = pawtropolis_server::build_api_with_clock(&settings, db, clock)
+            .await
+            .unwrap();
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()
             .await

@@ -85,9 +85,10 @@ pub struct MetricsSummary {
     pub warnings: Option<Vec<Warning>>,
 }
 
+// Applicants' own rows (`app_submitted`) are counted apart: grouping them by actor would
+// return one row per applicant.
 const COUNTS_SQL: &str = "\
 SELECT actor_id,
-  CAST(SUM(CASE WHEN action = 'app_submitted' THEN 1 ELSE 0 END) AS BIGINT) AS submitted,
   CAST(SUM(CASE WHEN action = 'claim' THEN 1 ELSE 0 END) AS BIGINT) AS claims,
   CAST(SUM(CASE WHEN action IN ('approve', 'accept') THEN 1 ELSE 0 END) AS BIGINT) AS accepts,
   CAST(SUM(CASE WHEN action IN ('reject', 'perm_reject') THEN 1 ELSE 0 END) AS BIGINT) AS rejects,
@@ -95,8 +96,12 @@ SELECT actor_id,
   CAST(SUM(CASE WHEN action = 'modmail_open' THEN 1 ELSE 0 END) AS BIGINT) AS modmail_opens
 FROM action_log
 WHERE guild_id = $1 AND created_at_s > $2 AND created_at_s <= $3
-  AND action IN ('app_submitted', 'claim', 'approve', 'accept', 'reject', 'perm_reject', 'kick', 'modmail_open')
+  AND action IN ('claim', 'approve', 'accept', 'reject', 'perm_reject', 'kick', 'modmail_open')
 GROUP BY actor_id";
+
+const SUBMITTED_SQL: &str = "\
+SELECT COUNT(*) AS submitted FROM action_log
+WHERE guild_id = $1 AND created_at_s > $2 AND created_at_s <= $3 AND action = 'app_submitted'";
 
 // Response time of a decision: from the latest submission of the same application at or
 // before it. Decisions without such a submission give NULL and are left out.
@@ -128,7 +133,6 @@ pub async fn summarize(
     let mut totals = Totals::default();
     for row in db::query_all(db, COUNTS_SQL, args()).await? {
         let actor: String = row.try_get("", "actor_id")?;
-        totals.submitted += sum(&row, "submitted")?;
         let m = ModeratorMetrics {
             moderator_id: actor.clone(),
             claims: sum(&row, "claims")?,
@@ -143,10 +147,10 @@ pub async fn summarize(
         totals.rejects += m.rejects;
         totals.kicks += m.kicks;
         totals.modmail_opens += m.modmail_opens;
-        // Applicants only submit; they are not moderators.
-        if m.claims + m.accepts + m.rejects + m.kicks + m.modmail_opens > 0 {
-            per_mod.insert(actor, m);
-        }
+        per_mod.insert(actor, m);
+    }
+    if let Some(row) = db::query_one(db, SUBMITTED_SQL, args()).await? {
+        totals.submitted = row.try_get("", "submitted")?;
     }
     let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for row in db::query_all(db, RESPONSE_SQL, args()).await? {

@@ -1,0 +1,421 @@
+//! Resolving user ids to identities: the database cache first, Discord for the rest, and
+//! never a failed request because of Discord.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::{StreamExt as _, stream};
+use poem_openapi::{Enum, Object};
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use tokio::{
+    sync::{OnceCell, Semaphore},
+    time::Instant,
+};
+
+use super::{
+    avatar,
+    cache::{self, CachedIdentity},
+    source::{DiscordIdentity, FetchError, IdentitySource},
+};
+use crate::{
+    clock::Clock, error::ApiError, payload::Warning, settings::ApiSettings, snowflake::Snowflake,
+};
+
+/// Most ids one resolution accepts after removing duplicates.
+pub const MAX_IDS: usize = 100;
+
+/// Where an identity came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityOrigin {
+    /// A `user_cache` row younger than the cache TTL.
+    Cache,
+    /// Fetched from Discord for this request.
+    Discord,
+    /// An older `user_cache` row, served because Discord could not answer.
+    Stale,
+    /// A placeholder (default avatar, readable name): Discord does not know the user or could
+    /// not answer and nothing was cached.
+    Fallback,
+}
+
+/// A resolved identity.
+#[derive(Debug, Clone, Object, Serialize, PartialEq, Eq)]
+pub struct ResolvedUser {
+    /// The user id (snowflake).
+    pub id: String,
+    /// Unique username.
+    pub username: String,
+    /// Global display name.
+    pub global_name: Option<String>,
+    /// Name to show: guild nickname, else global name, else username.
+    pub display_name: String,
+    /// Avatar URL: the guild member avatar, else the user avatar, else Discord's default.
+    pub avatar_url: String,
+    /// Hash of the avatar in `avatar_url`; null for a default avatar.
+    pub avatar_hash: Option<String>,
+    /// Where this identity came from.
+    pub source: IdentityOrigin,
+}
+
+/// Identities in request order plus warnings about those that could not be fully resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// One entry per distinct id, in request order.
+    pub users: Vec<ResolvedUser>,
+    /// One entry per id that is stale or a fallback.
+    pub warnings: Vec<Warning>,
+}
+
+type Key = (u64, u64);
+/// What a lookup gave: the row now in `user_cache` and where it came from.
+type Outcome = Result<(CachedIdentity, IdentityOrigin), FetchError>;
+
+/// Resolves ids through the `user_cache` table, a negative cache and an [`IdentitySource`].
+pub struct IdentityResolver {
+    db: DatabaseConnection,
+    source: Option<Arc<dyn IdentitySource>>,
+    clock: Arc<dyn Clock>,
+    ttl_secs: i64,
+    negative_ttl_secs: i64,
+    timeout: Duration,
+    backoff: Duration,
+    concurrency: usize,
+    permits: Semaphore,
+    negative: Mutex<HashMap<Key, i64>>,
+    inflight: Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
+    backoff_until: Mutex<Option<Instant>>,
+}
+
+/// Bound on the negative cache; expired entries are swept when it is reached.
+const MAX_NEGATIVE: usize = 100_000;
+
+fn fallback(id: &Snowflake) -> ResolvedUser {
+    let s = id.as_str();
+    let tail = &s[s.len().saturating_sub(4)..];
+    ResolvedUser {
+        id: s.to_owned(),
+        username: format!("unknown-user-{tail}"),
+        global_name: None,
+        display_name: format!("Unknown user {tail}"),
+        avatar_url: avatar::default_avatar_url(id.as_u64(), None),
+        avatar_hash: None,
+        source: IdentityOrigin::Fallback,
+    }
+}
+
+fn from_cached(c: &CachedIdentity, origin: IdentityOrigin) -> ResolvedUser {
+    ResolvedUser {
+        id: c.user_id.clone(),
+        username: c.username.clone(),
+        global_name: c.global_name.clone(),
+        display_name: c
+            .display_name
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| avatar::display_name(None, c.global_name.as_deref(), &c.username)),
+        avatar_url: c.avatar_url.clone(),
+        avatar_hash: c.avatar_hash.clone(),
+        source: origin,
+    }
+}
+
+fn warning(id: &Snowflake, code: &str, message: impl Into<String>) -> Warning {
+    Warning {
+        id: id.to_string(),
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl IdentityResolver {
+    /// A resolver over `db`, asking `source` (when there is one) for what the cache lacks.
+    pub fn new(
+        db: DatabaseConnection,
+        source: Option<Arc<dyn IdentitySource>>,
+        clock: Arc<dyn Clock>,
+        settings: &ApiSettings,
+    ) -> Self {
+        let concurrency = settings.discord_concurrency.max(1);
+        Self {
+            db,
+            source,
+            clock,
+            ttl_secs: i64::try_from(settings.user_cache_ttl_secs).unwrap_or(i64::MAX),
+            negative_ttl_secs: i64::try_from(settings.negative_cache_ttl_secs).unwrap_or(i64::MAX),
+            timeout: settings.discord_timeout,
+            backoff: settings.discord_backoff,
+            concurrency,
+            permits: Semaphore::new(concurrency),
+            negative: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            backoff_until: Mutex::new(None),
+        }
+    }
+
+    /// Resolves `ids` (duplicates are dropped, order kept; at most [`MAX_IDS`] distinct) as seen
+    /// in `guild_id`. Discord trouble never fails this: unresolved ids get their stale row or a
+    /// fallback identity and a warning. Only a database failure is an error.
+    pub async fn resolve_users(
+        &self,
+        guild_id: &Snowflake,
+        ids: &[Snowflake],
+    ) -> Result<Resolution, ApiError> {
+        let mut distinct: Vec<&Snowflake> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !distinct.contains(&id) {
+                distinct.push(id);
+            }
+        }
+        if distinct.len() > MAX_IDS {
+            return Err(ApiError::invalid(format!(
+                "ids accepts at most {MAX_IDS} distinct ids, got {}",
+                distinct.len()
+            )));
+        }
+        let keys: Vec<&str> = distinct.iter().map(|s| s.as_str()).collect();
+        let rows = cache::load(&self.db, guild_id.as_str(), &keys).await?;
+        let now = self.clock.now_s();
+        let deadline = Instant::now() + self.timeout;
+        let g = guild_id.as_u64();
+
+        let mut slots: Vec<Option<(ResolvedUser, Option<Warning>)>> = vec![None; distinct.len()];
+        let mut misses: Vec<usize> = Vec::new();
+        for (i, id) in distinct.iter().enumerate() {
+            match rows.get(id.as_str()) {
+                Some(row) if now - row.updated_at_s < self.ttl_secs => {
+                    slots[i] = Some((from_cached(row, IdentityOrigin::Cache), None));
+                }
+                _ if self.negatively_cached((g, id.as_u64()), now) => {
+                    slots[i] = Some((
+                        fallback(id),
+                        Some(warning(id, "not_found", "Discord does not know this user")),
+                    ));
+                }
+                _ => misses.push(i),
+            }
+        }
+
+        let fetched: Vec<(usize, Option<Outcome>)> = stream::iter(misses)
+            .map(|i| {
+                let id = distinct[i];
+                async move {
+                    let outcome = match &self.source {
+                        None => None,
+                        Some(source) => {
+                            match tokio::time::timeout_at(
+                                deadline,
+                                self.fetch_shared(source, g, id.as_u64()),
+                            )
+                            .await
+                            {
+                                Ok(o) => Some(o),
+                                Err(_) => Some(Err(FetchError::Unavailable(format!(
+                                    "Discord did not answer within {} ms",
+                                    self.timeout.as_millis()
+                                )))),
+                            }
+                        }
+                    };
+                    (i, outcome)
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+
+        for (i, outcome) in fetched {
+            let id = distinct[i];
+            let stale = rows.get(id.as_str());
+            let stale_or_fallback = || match stale {
+                Some(row) => from_cached(row, IdentityOrigin::Stale),
+                None => fallback(id),
+            };
+            slots[i] = Some(match outcome {
+                Some(Ok((row, origin))) => (from_cached(&row, origin), None),
+                Some(Err(FetchError::NotFound)) => (
+                    fallback(id),
+                    Some(warning(id, "not_found", "Discord does not know this user")),
+                ),
+                Some(Err(FetchError::RateLimited { .. })) => (
+                    stale_or_fallback(),
+                    Some(warning(
+                        id,
+                        "rate_limited",
+                        "Discord is rate limiting lookups; try again shortly",
+                    )),
+                ),
+                Some(Err(FetchError::Unavailable(reason))) => (
+                    stale_or_fallback(),
+                    Some(warning(
+                        id,
+                        "discord_unavailable",
+                        format!("Discord could not be asked: {reason}"),
+                    )),
+                ),
+                None => (
+                    stale_or_fallback(),
+                    Some(warning(
+                        id,
+                        "discord_unavailable",
+                        "no Discord client is configured (DISCORD_TOKEN)",
+                    )),
+                ),
+            });
+        }
+
+        let mut out = Resolution::default();
+        for (user, warn) in slots.into_iter().flatten() {
+            out.users.push(user);
+            out.warnings.extend(warn);
+        }
+        Ok(out)
+    }
+
+    fn negatively_cached(&self, key: Key, now: i64) -> bool {
+        let map = self.negative.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&key).is_some_and(|&until| now < until)
+    }
+
+    fn remember_not_found(&self, key: Key) {
+        let now = self.clock.now_s();
+        let mut map = self.negative.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_NEGATIVE {
+            map.retain(|_, until| *until > now);
+            if map.len() >= MAX_NEGATIVE {
+                map.clear();
+            }
+        }
+        map.insert(key, now.saturating_add(self.negative_ttl_secs));
+    }
+
+    /// One Discord lookup per (guild, user) at a time: concurrent callers share its outcome.
+    async fn fetch_shared(&self, source: &Arc<dyn IdentitySource>, g: u64, u: u64) -> Outcome {
+        let key = (g, u);
+        let cell = {
+            let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key)
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .clone()
+        };
+        // Removes the entry however this call ends (a timed-out caller drops the future).
+        let _guard = InflightGuard {
+            map: &self.inflight,
+            key,
+            cell: cell.clone(),
+        };
+        cell.get_or_init(|| self.fetch_fresh(source, g, u))
+            .await
+            .clone()
+    }
+
+    async fn fetch_fresh(&self, source: &Arc<dyn IdentitySource>, g: u64, u: u64) -> Outcome {
+        // A caller that missed the cache just before another one's lookup finished finds the
+        // fresh row here instead of asking Discord again.
+        let now = self.clock.now_s();
+        let id = u.to_string();
+        if let Ok(rows) = cache::load(&self.db, &g.to_string(), &[id.as_str()]).await
+            && let Some(row) = rows.get(&id)
+            && now - row.updated_at_s < self.ttl_secs
+        {
+            return Ok((row.clone(), IdentityOrigin::Cache));
+        }
+        if self.negatively_cached((g, u), now) {
+            return Err(FetchError::NotFound);
+        }
+        if let Some(until) = *self.backoff_until.lock().unwrap_or_else(|p| p.into_inner())
+            && Instant::now() < until
+        {
+            return Err(FetchError::RateLimited {
+                retry_after: Some(until - Instant::now()),
+            });
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Err(FetchError::Unavailable("resolver is shutting down".into()));
+        };
+        let fetched = match tokio::time::timeout(self.timeout, source.fetch(g, u)).await {
+            Ok(o) => o,
+            Err(_) => Err(FetchError::Unavailable(format!(
+                "Discord did not answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        };
+        match &fetched {
+            Err(FetchError::NotFound) => self.remember_not_found((g, u)),
+            Err(FetchError::RateLimited { retry_after }) => {
+                let wait = retry_after.unwrap_or(self.backoff);
+                tracing::warn!(
+                    wait_ms = wait.as_millis() as u64,
+                    "Discord rate limited identity lookups; backing off"
+                );
+                *self.backoff_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Instant::now() + wait);
+            }
+            Err(FetchError::Unavailable(reason)) => {
+                tracing::warn!(%reason, guild_id = g, user_id = u, "Discord lookup failed");
+            }
+            Ok(_) => {}
+        }
+        let identity = fetched?;
+        let now = self.clock.now_s();
+        let row = match cache::upsert(&self.db, g, &identity, now).await {
+            Ok(row) => row,
+            Err(e) => {
+                // The answer is still good; only the next request pays for the failed write.
+                tracing::warn!(error = %e, user_id = u, "could not write user_cache");
+                cache_row_of(g, &identity, now)
+            }
+        };
+        Ok((row, IdentityOrigin::Discord))
+    }
+}
+
+struct InflightGuard<'a> {
+    map: &'a Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
+    key: Key,
+    cell: Arc<OnceCell<Outcome>>,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // A finished lookup is forgotten; an unfinished one stays while others still wait on it.
+        let abandoned = Arc::strong_count(&self.cell) <= 2;
+        if (self.cell.initialized() || abandoned)
+            && map
+                .get(&self.key)
+                .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// The row a fresh identity is stored as (used when the write itself failed).
+fn cache_row_of(g: u64, identity: &DiscordIdentity, now: i64) -> CachedIdentity {
+    let (avatar_url, avatar_hash) = avatar::effective_avatar(
+        g,
+        identity.user_id,
+        identity.member_avatar.as_deref(),
+        identity.user_avatar.as_deref(),
+        identity.discriminator,
+    );
+    CachedIdentity {
+        user_id: identity.user_id.to_string(),
+        username: identity.username.clone(),
+        global_name: identity.global_name.clone(),
+        display_name: Some(avatar::display_name(
+            identity.nick.as_deref(),
+            identity.global_name.as_deref(),
+            &identity.username,
+        )),
+        avatar_hash,
+        avatar_url,
+        updated_at_s: now,
+    }
+}

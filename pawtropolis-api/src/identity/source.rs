@@ -1,0 +1,189 @@
+//! Where identities come from when the database cache cannot answer: Discord, through serenity.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use serenity::{
+    http::{Http, HttpError},
+    model::id::{GuildId, UserId},
+};
+
+/// A Discord user as seen in one guild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscordIdentity {
+    /// The user.
+    pub user_id: u64,
+    /// Unique username.
+    pub username: String,
+    /// Global display name.
+    pub global_name: Option<String>,
+    /// Guild nickname (only while a member).
+    pub nick: Option<String>,
+    /// Hash of the user's avatar.
+    pub user_avatar: Option<String>,
+    /// Hash of the guild-specific avatar (only while a member).
+    pub member_avatar: Option<String>,
+    /// Legacy discriminator (`None` or 0 for new usernames).
+    pub discriminator: Option<u16>,
+    /// Banner URL, when the user has one.
+    pub banner_url: Option<String>,
+    /// Profile accent colour.
+    pub accent_color: Option<i64>,
+    /// When the user joined the guild (Unix seconds), while a member.
+    pub joined_at: Option<i64>,
+}
+
+/// Why a lookup gave no identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// Discord does not know this user (Unknown User).
+    NotFound,
+    /// Discord asked us to slow down; `retry_after` when it was known.
+    RateLimited {
+        /// How long Discord asked us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// Discord failed, timed out or could not be reached.
+    Unavailable(String),
+}
+
+/// A source of Discord identities. The library ships one over serenity's HTTP client and, with
+/// the `serenity-cache` feature, one that answers from a bot's gateway cache first.
+#[async_trait]
+pub trait IdentitySource: Send + Sync + 'static {
+    /// Looks `user_id` up as seen in `guild_id`: the guild member when they are one (so their
+    /// nickname and member avatar count), else the plain user.
+    async fn fetch(&self, guild_id: u64, user_id: u64) -> Result<DiscordIdentity, FetchError>;
+}
+
+/// Identities from Discord's REST API through serenity's [`Http`].
+#[derive(Clone)]
+pub struct SerenityHttpSource {
+    http: Arc<Http>,
+}
+
+impl SerenityHttpSource {
+    /// A source over the given client (a bot passes its own).
+    pub fn new(http: Arc<Http>) -> Self {
+        Self { http }
+    }
+}
+
+enum Failure {
+    Status(u16),
+    Other(String),
+}
+
+fn classify(err: &serenity::Error) -> Failure {
+    match err {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(resp)) => {
+            Failure::Status(resp.status_code.as_u16())
+        }
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+fn to_fetch_error(f: Failure) -> FetchError {
+    match f {
+        Failure::Status(404) => FetchError::NotFound,
+        // serenity's error response drops the body's `retry_after`; the resolver then backs off
+        // for its configured time (and serenity's own rate limiter, on in production, waits the
+        // exact time before a 429 reaches us).
+        Failure::Status(429) => FetchError::RateLimited { retry_after: None },
+        Failure::Status(s) => FetchError::Unavailable(format!("Discord answered HTTP {s}")),
+        Failure::Other(e) => FetchError::Unavailable(e),
+    }
+}
+
+/// Converts a serenity user (and member data) into an identity.
+pub fn identity_from_user(
+    user: &serenity::model::user::User,
+    nick: Option<String>,
+    member_avatar: Option<String>,
+    joined_at: Option<i64>,
+) -> DiscordIdentity {
+    DiscordIdentity {
+        user_id: user.id.get(),
+        username: user.name.clone(),
+        global_name: user.global_name.clone(),
+        nick,
+        user_avatar: user.avatar.map(|h| h.to_string()),
+        member_avatar,
+        discriminator: user.discriminator.map(|d| d.get()),
+        banner_url: user.banner.map(|h| {
+            let ext = if h.is_animated() { "gif" } else { "png" };
+            format!(
+                "{}/banners/{}/{h}.{ext}?size=600",
+                super::avatar::CDN,
+                user.id
+            )
+        }),
+        accent_color: user.accent_colour.map(|c| i64::from(c.0)),
+        joined_at,
+    }
+}
+
+#[async_trait]
+impl IdentitySource for SerenityHttpSource {
+    async fn fetch(&self, guild_id: u64, user_id: u64) -> Result<DiscordIdentity, FetchError> {
+        let (g, u) = (GuildId::new(guild_id.max(1)), UserId::new(user_id.max(1)));
+        match self.http.get_member(g, u).await {
+            Ok(m) => {
+                return Ok(identity_from_user(
+                    &m.user,
+                    m.nick.clone(),
+                    m.avatar.map(|h| h.to_string()),
+                    m.joined_at.map(|t| t.unix_timestamp()),
+                ));
+            }
+            Err(e) => match classify(&e) {
+                // Not (or no longer) a member, or the bot cannot see the guild: the user may
+                // still exist.
+                Failure::Status(404 | 403) => {}
+                other => return Err(to_fetch_error(other)),
+            },
+        }
+        match self.http.get_user(u).await {
+            Ok(user) => Ok(identity_from_user(&user, None, None, None)),
+            Err(e) => Err(to_fetch_error(classify(&e))),
+        }
+    }
+}
+
+/// Answers from a bot's serenity gateway cache when the member is in it (no HTTP call), and
+/// from another source otherwise.
+#[cfg(feature = "serenity-cache")]
+pub struct SerenityCacheSource<S> {
+    cache: Arc<serenity::cache::Cache>,
+    fallback: S,
+}
+
+#[cfg(feature = "serenity-cache")]
+impl<S: IdentitySource> SerenityCacheSource<S> {
+    /// Looks in `cache` first, then asks `fallback`.
+    pub fn new(cache: Arc<serenity::cache::Cache>, fallback: S) -> Self {
+        Self { cache, fallback }
+    }
+}
+
+#[cfg(feature = "serenity-cache")]
+#[async_trait]
+impl<S: IdentitySource> IdentitySource for SerenityCacheSource<S> {
+    async fn fetch(&self, guild_id: u64, user_id: u64) -> Result<DiscordIdentity, FetchError> {
+        let cached = self
+            .cache
+            .member(GuildId::new(guild_id.max(1)), UserId::new(user_id.max(1)))
+            .map(|m| {
+                identity_from_user(
+                    &m.user,
+                    m.nick.clone(),
+                    m.avatar.map(|h| h.to_string()),
+                    m.joined_at.map(|t| t.unix_timestamp()),
+                )
+            });
+        match cached {
+            Some(identity) => Ok(identity),
+            None => self.fallback.fetch(guild_id, user_id).await,
+        }
+    }
+}

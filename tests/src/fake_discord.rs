@@ -1,0 +1,245 @@
+//! A fake Discord HTTP API on 127.0.0.1: the few routes the API calls, with users and members
+//! the test defines, a call counter, and switchable trouble (slow, 5xx, 404, 429).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use poem::{
+    EndpointExt, IntoResponse, Response, Route, get, handler,
+    http::StatusCode,
+    listener::{Acceptor, Listener, TcpListener},
+    web::{Data, Path},
+};
+use serde_json::{Value, json};
+
+/// How the fake answers lookups of one user (or all users, as the default).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trouble {
+    /// Answer normally.
+    None,
+    /// Answer after this delay.
+    Slow(Duration),
+    /// Answer with this HTTP status (a 5xx, say).
+    Status(u16),
+    /// Answer 429 with this `retry_after` (seconds).
+    RateLimited(f64),
+}
+
+/// A user the fake knows.
+#[derive(Debug, Clone, Default)]
+pub struct FakeUser {
+    /// Username.
+    pub username: String,
+    /// Global name.
+    pub global_name: Option<String>,
+    /// Avatar hash.
+    pub avatar: Option<String>,
+    /// Legacy discriminator ("0" for new usernames).
+    pub discriminator: String,
+}
+
+/// Guild-specific data of a member.
+#[derive(Debug, Clone, Default)]
+pub struct FakeMember {
+    /// Nickname.
+    pub nick: Option<String>,
+    /// Guild avatar hash.
+    pub avatar: Option<String>,
+    /// Role ids.
+    pub roles: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    users: Mutex<HashMap<String, FakeUser>>,
+    members: Mutex<HashMap<(String, String), FakeMember>>,
+    trouble: Mutex<HashMap<String, Trouble>>,
+    default_trouble: Mutex<Option<Trouble>>,
+    calls: Mutex<Vec<String>>,
+}
+
+/// The running fake.
+#[derive(Clone)]
+pub struct FakeDiscord {
+    /// `http://127.0.0.1:PORT`, to pass as `PAWTROPOLIS_DISCORD_API_BASE`.
+    pub base: String,
+    state: Arc<State>,
+}
+
+fn user_json(id: &str, u: &FakeUser) -> Value {
+    json!({
+        "id": id,
+        "username": u.username,
+        "global_name": u.global_name,
+        "avatar": u.avatar,
+        "discriminator": if u.discriminator.is_empty() { "0" } else { u.discriminator.as_str() },
+        "public_flags": 0,
+    })
+}
+
+fn discord_error(status: StatusCode, code: i64, message: &str) -> Response {
+    poem::web::Json(json!({"code": code, "message": message}))
+        .with_status(status)
+        .into_response()
+}
+
+async fn trouble(state: &State, user: &str) -> Option<Response> {
+    let t = state
+        .trouble
+        .lock()
+        .unwrap()
+        .get(user)
+        .cloned()
+        .or_else(|| state.default_trouble.lock().unwrap().clone());
+    match t {
+        None | Some(Trouble::None) => None,
+        Some(Trouble::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        Some(Trouble::Status(s)) => Some(discord_error(
+            StatusCode::from_u16(s).unwrap(),
+            0,
+            "fake trouble",
+        )),
+        Some(Trouble::RateLimited(after)) => Some(
+            poem::web::Json(json!({"message": "You are being rate limited.", "retry_after": after, "global": false}))
+                .with_status(StatusCode::TOO_MANY_REQUESTS)
+                .with_header("Retry-After", format!("{}", after.ceil() as u64))
+                .into_response(),
+        ),
+    }
+}
+
+#[handler]
+async fn get_member(
+    Path((guild, user)): Path<(String, String)>,
+    state: Data<&Arc<State>>,
+) -> Response {
+    state
+        .calls
+        .lock()
+        .unwrap()
+        .push(format!("member {guild} {user}"));
+    if let Some(resp) = trouble(&state, &user).await {
+        return resp;
+    }
+    let member = state
+        .members
+        .lock()
+        .unwrap()
+        .get(&(guild.clone(), user.clone()))
+        .cloned();
+    let u = state.users.lock().unwrap().get(&user).cloned();
+    match (member, u) {
+        (Some(m), Some(u)) => poem::web::Json(json!({
+            "user": user_json(&user, &u),
+            "nick": m.nick,
+            "avatar": m.avatar,
+            "roles": m.roles,
+            "joined_at": "2024-01-01T00:00:00.000000+00:00",
+            "deaf": false,
+            "mute": false,
+            "flags": 0,
+            "pending": false,
+        }))
+        .into_response(),
+        _ => discord_error(StatusCode::NOT_FOUND, 10007, "Unknown Member"),
+    }
+}
+
+#[handler]
+async fn get_user(Path(user): Path<String>, state: Data<&Arc<State>>) -> Response {
+    state.calls.lock().unwrap().push(format!("user {user}"));
+    if let Some(resp) = trouble(&state, &user).await {
+        return resp;
+    }
+    match state.users.lock().unwrap().get(&user).cloned() {
+        Some(u) => poem::web::Json(user_json(&user, &u)).into_response(),
+        None => discord_error(StatusCode::NOT_FOUND, 10013, "Unknown User"),
+    }
+}
+
+impl FakeDiscord {
+    /// Starts the fake on a random port.
+    pub async fn start() -> Self {
+        let state = Arc::new(State::default());
+        let app = Route::new()
+            .at("/api/v10/guilds/:guild/members/:user", get(get_member))
+            .at("/api/v10/users/:user", get(get_user))
+            .data(state.clone());
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+        tokio::spawn(async move {
+            poem::Server::new_with_acceptor(acceptor)
+                .run(app)
+                .await
+                .ok();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// Defines a user.
+    pub fn add_user(&self, id: &str, user: FakeUser) {
+        self.state.users.lock().unwrap().insert(id.to_owned(), user);
+    }
+
+    /// Makes a known user a member of `guild`.
+    pub fn add_member(&self, guild: &str, id: &str, member: FakeMember) {
+        self.state
+            .members
+            .lock()
+            .unwrap()
+            .insert((guild.to_owned(), id.to_owned()), member);
+    }
+
+    /// Removes a member from `guild` (the user still exists).
+    pub fn remove_member(&self, guild: &str, id: &str) {
+        self.state
+            .members
+            .lock()
+            .unwrap()
+            .remove(&(guild.to_owned(), id.to_owned()));
+    }
+
+    /// Trouble for lookups of one user.
+    pub fn set_trouble(&self, id: &str, trouble: Trouble) {
+        self.state
+            .trouble
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), trouble);
+    }
+
+    /// Trouble for every user without trouble of their own.
+    pub fn set_default_trouble(&self, trouble: Trouble) {
+        *self.state.default_trouble.lock().unwrap() = Some(trouble);
+    }
+
+    /// Every call so far (`member G U` or `user U`).
+    pub fn calls(&self) -> Vec<String> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// Number of calls about user `id`.
+    pub fn calls_for(&self, id: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.ends_with(&format!(" {id}")))
+            .count()
+    }
+
+    /// Forgets the calls counted so far.
+    pub fn reset_calls(&self) {
+        self.state.calls.lock().unwrap().clear();
+    }
+}

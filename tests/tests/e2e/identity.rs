@@ -1,0 +1,374 @@
+//! `GET /api/users/resolve` against a fake Discord.
+
+use std::time::{Duration, Instant};
+
+use pawtropolis_api::ManualClock;
+use pawtropolis_tests::{
+    Backend, GUILD_A, TestApp, backends,
+    fake_discord::{FakeDiscord, FakeMember, FakeUser, Trouble},
+};
+use serde_json::Value;
+
+const T0: i64 = 1_761_004_800;
+// Discord image hashes are 32 hex digits, `a_` first when animated.
+const USER_HASH: &str = "0123456789abcdef0123456789abcdef";
+const MEMBER_HASH: &str = "fedcba9876543210fedcba9876543210";
+const ANIMATED_HASH: &str = "a_00112233445566778899aabbccddeeff";
+// Member with a nickname and a guild avatar.
+const NICKED: &str = "697169405422862417";
+// Member without nickname; animated user avatar.
+const ANIMATED: &str = "697169405422862418";
+// Legacy user (discriminator 1337), no avatar, not a member of the guild.
+const LEGACY: &str = "697169405422862419";
+// Unknown to Discord.
+const GHOST: &str = "697169405422862420";
+
+fn fake_users(fake: &FakeDiscord) {
+    fake.add_user(
+        NICKED,
+        FakeUser {
+            username: "watchthelight".into(),
+            global_name: Some("Bash".into()),
+            avatar: Some(USER_HASH.into()),
+            discriminator: "0".into(),
+        },
+    );
+    fake.add_member(
+        GUILD_A,
+        NICKED,
+        FakeMember {
+            nick: Some("Head Mod".into()),
+            avatar: Some(MEMBER_HASH.into()),
+            roles: vec![],
+        },
+    );
+    fake.add_user(
+        ANIMATED,
+        FakeUser {
+            username: "sparkle".into(),
+            global_name: None,
+            avatar: Some(ANIMATED_HASH.into()),
+            discriminator: "0".into(),
+        },
+    );
+    fake.add_member(GUILD_A, ANIMATED, FakeMember::default());
+    fake.add_user(
+        LEGACY,
+        FakeUser {
+            username: "oldtimer".into(),
+            global_name: None,
+            avatar: None,
+            discriminator: "1337".into(),
+        },
+    );
+}
+
+async fn start(backend: &Backend, extra: &[&str]) -> (TestApp, FakeDiscord, ManualClock, String) {
+    let fake = FakeDiscord::start().await;
+    fake_users(&fake);
+    let clock = ManualClock::new(T0);
+    let mut flags = vec![
+        "--discord-token",
+        "test-token",
+        "--discord-api-base",
+        fake.base.as_str(),
+    ];
+    flags.extend_from_slice(extra);
+    let app = TestApp::spawn_with_clock(backend, &flags, clock.clone()).await;
+    let token = app.token(&[GUILD_A]).await;
+    (app, fake, clock, token)
+}
+
+async fn resolve(app: &TestApp, token: &str, ids: &str) -> (u16, Value) {
+    app.get_json(
+        &format!("/api/users/resolve?guild_id={GUILD_A}&ids={ids}"),
+        token,
+    )
+    .await
+}
+
+fn user<'a>(body: &'a Value, id: &str) -> &'a Value {
+    body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == id)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn miss_then_hit_then_expiry() {
+    for backend in backends() {
+        let (app, fake, clock, token) = start(&backend, &["--resolve-rate-per-min", "0"]).await;
+        let (s, body) = resolve(&app, &token, NICKED).await;
+        assert_eq!(s, 200, "{body}");
+        let u = user(&body, NICKED);
+        assert_eq!(u["source"], "discord", "{body} calls={:?}", fake.calls());
+        assert_eq!(u["username"], "watchthelight");
+        assert_eq!(u["global_name"], "Bash");
+        assert_eq!(u["display_name"], "Head Mod");
+        assert_eq!(u["avatar_hash"], MEMBER_HASH);
+        assert_eq!(
+            u["avatar_url"],
+            format!(
+                "https://cdn.discordapp.com/guilds/{GUILD_A}/users/{NICKED}/avatars/{MEMBER_HASH}.png?size=128"
+            )
+        );
+        assert_eq!(body["warnings"], serde_json::json!([]));
+        assert_eq!(fake.calls_for(NICKED), 1);
+
+        let (_, body) = resolve(&app, &token, NICKED).await;
+        assert_eq!(user(&body, NICKED)["source"], "cache");
+        assert_eq!(user(&body, NICKED)["display_name"], "Head Mod");
+        assert_eq!(
+            fake.calls_for(NICKED),
+            1,
+            "a fresh cache row costs no Discord call"
+        );
+
+        clock.advance(1799);
+        let (_, body) = resolve(&app, &token, NICKED).await;
+        assert_eq!(user(&body, NICKED)["source"], "cache");
+        clock.advance(2);
+        let (_, body) = resolve(&app, &token, NICKED).await;
+        assert_eq!(
+            user(&body, NICKED)["source"],
+            "discord",
+            "after 30 minutes the row is refreshed"
+        );
+        assert_eq!(fake.calls_for(NICKED), 2);
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn avatars_names_and_order() {
+    for backend in backends() {
+        let (app, _fake, _clock, token) = start(&backend, &["--resolve-rate-per-min", "0"]).await;
+        let ids = format!("{LEGACY},{ANIMATED},{LEGACY},{GHOST},{NICKED},{ANIMATED}");
+        let (s, body) = resolve(&app, &token, &ids).await;
+        assert_eq!(s, 200, "{body}");
+        let order: Vec<&str> = body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [LEGACY, ANIMATED, GHOST, NICKED],
+            "distinct ids in request order"
+        );
+
+        let legacy = user(&body, LEGACY);
+        assert_eq!(
+            legacy["source"], "discord",
+            "a user outside the guild still resolves"
+        );
+        assert_eq!(legacy["display_name"], "oldtimer");
+        assert_eq!(
+            legacy["avatar_url"], "https://cdn.discordapp.com/embed/avatars/2.png",
+            "1337 % 5"
+        );
+        assert_eq!(legacy["avatar_hash"], Value::Null);
+
+        let animated = user(&body, ANIMATED);
+        assert_eq!(
+            animated["avatar_url"],
+            format!("https://cdn.discordapp.com/avatars/{ANIMATED}/{ANIMATED_HASH}.gif?size=128")
+        );
+
+        let ghost = user(&body, GHOST);
+        assert_eq!(ghost["source"], "fallback");
+        let ghost_id: u64 = GHOST.parse().unwrap();
+        assert_eq!(
+            ghost["avatar_url"],
+            format!(
+                "https://cdn.discordapp.com/embed/avatars/{}.png",
+                (ghost_id >> 22) % 6
+            )
+        );
+        assert!(
+            ghost["display_name"].as_str().unwrap().contains("2420"),
+            "{ghost}"
+        );
+        let warnings = body["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{body}");
+        assert_eq!(warnings[0]["id"], GHOST);
+        assert_eq!(warnings[0]["code"], "not_found");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn negative_cache_and_its_expiry() {
+    for backend in backends() {
+        let (app, fake, clock, token) = start(&backend, &["--resolve-rate-per-min", "0"]).await;
+        let (_, body) = resolve(&app, &token, GHOST).await;
+        assert_eq!(body["warnings"][0]["code"], "not_found");
+        let first = fake.calls_for(GHOST);
+        assert!(first >= 1);
+        clock.advance(299);
+        let (_, body) = resolve(&app, &token, GHOST).await;
+        assert_eq!(body["warnings"][0]["code"], "not_found");
+        assert_eq!(fake.calls_for(GHOST), first, "remembered for 5 minutes");
+        clock.advance(2);
+        resolve(&app, &token, GHOST).await;
+        assert!(fake.calls_for(GHOST) > first, "asked again after 5 minutes");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_discord_call() {
+    for backend in backends() {
+        let (app, fake, _clock, token) = start(&backend, &["--resolve-rate-per-min", "0"]).await;
+        fake.set_trouble(NICKED, Trouble::Slow(Duration::from_millis(300)));
+        let requests = (0..20).map(|_| resolve(&app, &token, NICKED));
+        let replies = futures_util::future::join_all(requests).await;
+        for (s, body) in &replies {
+            assert_eq!(*s, 200);
+            assert_eq!(user(body, NICKED)["display_name"], "Head Mod");
+        }
+        assert_eq!(
+            fake.calls_for(NICKED),
+            1,
+            "single flight: {:?}",
+            fake.calls()
+        );
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn discord_trouble_never_fails_the_request() {
+    for backend in backends() {
+        let (app, fake, clock, token) = start(
+            &backend,
+            &["--resolve-rate-per-min", "0", "--discord-timeout-ms", "500"],
+        )
+        .await;
+        // A cached row for NICKED, then let it go stale.
+        resolve(&app, &token, NICKED).await;
+        clock.advance(3600);
+
+        // Down: 5xx.
+        fake.set_default_trouble(Trouble::Status(503));
+        let (s, body) = resolve(&app, &token, &format!("{NICKED},{ANIMATED}")).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(user(&body, NICKED)["source"], "stale");
+        assert_eq!(user(&body, NICKED)["display_name"], "Head Mod");
+        assert_eq!(user(&body, ANIMATED)["source"], "fallback");
+        let codes: Vec<&str> = body["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["discord_unavailable", "discord_unavailable"]);
+
+        // Slower than the timeout: answered within the timeout plus a margin.
+        fake.set_default_trouble(Trouble::Slow(Duration::from_secs(5)));
+        let started = Instant::now();
+        let (s, body) = resolve(&app, &token, &format!("{NICKED},{ANIMATED},{LEGACY}")).await;
+        let took = started.elapsed();
+        assert_eq!(s, 200);
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        assert_eq!(body["warnings"].as_array().unwrap().len(), 3, "{body}");
+        assert_eq!(body["warnings"][0]["code"], "discord_unavailable");
+
+        // 429: a rate_limited warning, and no retry storm while backing off.
+        fake.set_default_trouble(Trouble::RateLimited(30.0));
+        fake.reset_calls();
+        let (s, body) = resolve(&app, &token, LEGACY).await;
+        assert_eq!(s, 200);
+        assert_eq!(body["warnings"][0]["code"], "rate_limited");
+        let after_429 = fake.calls().len();
+        assert!(after_429 >= 1);
+        for _ in 0..5 {
+            let (_, body) = resolve(&app, &token, &format!("{LEGACY},{ANIMATED}")).await;
+            assert_eq!(body["warnings"][0]["code"], "rate_limited");
+        }
+        assert_eq!(
+            fake.calls().len(),
+            after_429,
+            "no Discord call while backing off"
+        );
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_etag_and_validation() {
+    for backend in backends() {
+        let (app, _fake, _clock, token) = start(&backend, &[]).await;
+        let url = format!("/api/users/resolve?guild_id={GUILD_A}&ids={NICKED}");
+        let resp = app.get(&url, &token).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-ratelimit-limit"], "50");
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "49");
+        assert_eq!(resp.headers()["cache-control"], "private, max-age=60");
+        // The first answer came from Discord; the cached one that follows is the stable body.
+        let resp = app.get(&url, &token).await;
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "48");
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        let resp = app
+            .client
+            .get(format!("{}{url}", app.base))
+            .bearer_auth(&token)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 304);
+        assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
+        assert_eq!(resp.headers()["cache-control"], "private, max-age=60");
+
+        let (s, body) = app
+            .get_json(
+                &format!("/api/users/resolve?guild_id={GUILD_A}&ids={NICKED},12x"),
+                &token,
+            )
+            .await;
+        assert_eq!(s, 400);
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("12x"),
+            "{body}"
+        );
+        let many: Vec<String> = (0..101u64)
+            .map(|i| (100_000_000_000_000_000 + i).to_string())
+            .collect();
+        let (s, _) = app
+            .get_json(
+                &format!(
+                    "/api/users/resolve?guild_id={GUILD_A}&ids={}",
+                    many.join(",")
+                ),
+                &token,
+            )
+            .await;
+        assert_eq!(s, 400);
+        let (s, _) = app
+            .get_json(&format!("/api/users/resolve?guild_id={GUILD_A}"), &token)
+            .await;
+        assert_eq!(s, 400);
+
+        // 6 requests so far; 44 more pass, the 51st is refused.
+        for i in 0..44 {
+            let resp = app.get(&url, &token).await;
+            assert_eq!(resp.status(), 200, "request {}", i + 7);
+        }
+        let resp = app.get(&url, &token).await;
+        assert_eq!(resp.status(), 429);
+        let retry: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry));
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited");
+        app.finish().await;
+    }
+}
