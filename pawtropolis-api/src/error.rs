@@ -277,7 +277,7 @@ fn describe_param_error(name: &str, reason: &str) -> String {
     if let Some(values) = enum_values(name) {
         return format!("{name} must be one of {}", values.join(", "));
     }
-    if reason.contains("pattern") && reason.contains("17,20") {
+    if reason.contains("snowflake") || (reason.contains("pattern") && reason.contains("17,20")) {
         return format!("{name} must be a Discord snowflake (17 to 20 digits)");
     }
     if reason.contains("found null") {

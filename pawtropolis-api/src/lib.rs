@@ -182,6 +182,7 @@ impl PawtropolisApiBuilder {
         let state = Arc::new(ApiState {
             identity,
             resolve_limiter: ResolveRateLimiter::new(self.settings.resolve_rate_per_min),
+            resolve_replies: identity::memory::Lru::new(10_000),
             metrics_cache: MetricsCache::new(self.settings.metrics_cache_secs),
             db: self.db,
             settings: self.settings,

@@ -25,6 +25,7 @@ use crate::error::ApiError;
 /// A JSON body already encoded to bytes, documented as the schema of `T`.
 pub struct JsonBytes<T> {
     bytes: Bytes,
+    etag: Option<String>,
     _schema: PhantomData<fn() -> T>,
 }
 
@@ -32,6 +33,7 @@ impl<T> Clone for JsonBytes<T> {
     fn clone(&self) -> Self {
         Self {
             bytes: self.bytes.clone(),
+            etag: self.etag.clone(),
             _schema: PhantomData,
         }
     }
@@ -51,6 +53,16 @@ impl<T> JsonBytes<T> {
     pub fn from_bytes(bytes: Bytes) -> Self {
         Self {
             bytes,
+            etag: None,
+            _schema: PhantomData,
+        }
+    }
+
+    /// Wraps bytes whose `ETag` was computed before (cached replies skip hashing again).
+    pub fn from_bytes_with_etag(bytes: Bytes, etag: String) -> Self {
+        Self {
+            bytes,
+            etag: Some(etag),
             _schema: PhantomData,
         }
     }
@@ -62,7 +74,7 @@ impl<T> JsonBytes<T> {
 
     /// A strong `ETag` for the body: a hash of its bytes, quoted.
     pub fn etag(&self) -> String {
-        etag_of(&self.bytes)
+        self.etag.clone().unwrap_or_else(|| etag_of(&self.bytes))
     }
 }
 

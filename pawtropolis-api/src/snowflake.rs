@@ -79,3 +79,71 @@ mod tests {
         }
     }
 }
+
+/// In the OpenAPI document a snowflake is a string with the pattern `^[0-9]{17,20}$`; parameters
+/// and fields of this type are validated once, while being parsed.
+mod openapi {
+    use std::borrow::Cow;
+
+    use poem_openapi::{
+        registry::{MetaSchema, MetaSchemaRef},
+        types::{ParseError, ParseFromJSON, ParseFromParameter, ParseResult, ToJSON, Type},
+    };
+    use serde_json::Value;
+
+    use super::{SNOWFLAKE_PATTERN, Snowflake};
+
+    impl Type for Snowflake {
+        const IS_REQUIRED: bool = true;
+        type RawValueType = Self;
+        type RawElementValueType = Self;
+
+        fn name() -> Cow<'static, str> {
+            "string(snowflake)".into()
+        }
+
+        fn schema_ref() -> MetaSchemaRef {
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                pattern: Some(SNOWFLAKE_PATTERN.to_owned()),
+                ..MetaSchema::new("string")
+            }))
+        }
+
+        fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+            Some(self)
+        }
+
+        fn raw_element_iter<'a>(
+            &'a self,
+        ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+            Box::new(self.as_raw_value().into_iter())
+        }
+    }
+
+    fn not_a_snowflake() -> ParseError<Snowflake> {
+        ParseError::custom("not a Discord snowflake (17 to 20 digits)")
+    }
+
+    impl ParseFromParameter for Snowflake {
+        fn parse_from_parameter(value: &str) -> ParseResult<Self> {
+            Snowflake::parse("value", value).map_err(|_| not_a_snowflake())
+        }
+    }
+
+    impl ParseFromJSON for Snowflake {
+        fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+            match value {
+                Some(Value::String(s)) => {
+                    Snowflake::parse("value", &s).map_err(|_| not_a_snowflake())
+                }
+                _ => Err(not_a_snowflake()),
+            }
+        }
+    }
+
+    impl ToJSON for Snowflake {
+        fn to_json(&self) -> Option<Value> {
+            Some(Value::String(self.0.clone()))
+        }
+    }
+}

@@ -25,6 +25,8 @@ pub(crate) struct ApiState {
     pub metrics_cache: MetricsCache,
     pub identity: IdentityResolver,
     pub resolve_limiter: ResolveRateLimiter,
+    /// Encoded resolve replies whose every entry was a fresh cache row: (body, ETag, expiry).
+    pub resolve_replies: crate::identity::memory::Lru<String, (bytes::Bytes, String, i64)>,
 }
 
 pub(crate) type SharedState = Arc<ApiState>;

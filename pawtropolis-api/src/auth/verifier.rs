@@ -1,10 +1,13 @@
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use sea_orm::DatabaseConnection;
 
 use super::{Principal, tokens};
-use crate::{clock::Clock, error::ApiError};
+use crate::{clock::Clock, error::ApiError, identity::memory::Lru};
 
 /// A credential presented with a request.
 #[derive(Debug, Clone, Copy)]
@@ -24,17 +27,27 @@ pub trait SessionVerifier: Send + Sync + 'static {
     async fn verify(&self, credential: Credential<'_>) -> Result<Option<Principal>, ApiError>;
 }
 
+/// How long a verified token is trusted without asking the database again. A revocation made
+/// through another process (the CLI) takes effect within this time.
+pub const TOKEN_RECHECK: Duration = Duration::from_secs(5);
+
 /// Verifies API tokens against the `api_token` table (tokens are stored as SHA-256 hashes).
 #[derive(Clone)]
 pub struct ApiTokenVerifier {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
+    /// Token hash → principal and when it was checked; keeps the database off the hot path.
+    recent: Arc<Lru<String, (Principal, Instant)>>,
 }
 
 impl ApiTokenVerifier {
     /// A verifier reading `db`.
     pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
-        Self { db, clock }
+        Self {
+            db,
+            clock,
+            recent: Arc::new(Lru::new(10_000)),
+        }
     }
 }
 
@@ -44,6 +57,12 @@ impl SessionVerifier for ApiTokenVerifier {
         let Credential::Bearer(token) = credential else {
             return Ok(None);
         };
+        let hash = tokens::hash_token(token);
+        if let Some((principal, checked)) = self.recent.get(&hash)
+            && checked.elapsed() < TOKEN_RECHECK
+        {
+            return Ok(Some(principal));
+        }
         let now = self.clock.now_s();
         let Some(found) = tokens::find_active(&self.db, token).await? else {
             return Ok(None);
@@ -58,7 +77,9 @@ impl SessionVerifier for ApiTokenVerifier {
                 }
             });
         }
-        Ok(Some(Principal::token(found.id, found.guild_ids)))
+        let principal = Principal::token(found.id, found.guild_ids);
+        self.recent.put(hash, (principal.clone(), Instant::now()));
+        Ok(Some(principal))
     }
 }
 

@@ -49,10 +49,9 @@ impl ConfigApi {
         auth: Auth,
         state: Data<&SharedState>,
         /// Guild to read (a snowflake).
-        #[oai(validator(pattern = r"^[0-9]{17,20}$"))]
-        guild_id: Query<String>,
+        guild_id: Query<Snowflake>,
     ) -> Result<ConfigResponse, ApiError> {
-        let guild_id = Snowflake::parse("guild_id", &guild_id)?;
+        let guild_id = guild_id.0;
         auth.principal().authorize(&guild_id)?;
         let cfg = load_config(&state.db, &guild_id).await?;
         Ok(ConfigResponse::Ok(JsonBytes::encode(&cfg)?))
@@ -71,12 +70,11 @@ impl ConfigApi {
         state: Data<&SharedState>,
         req: &Request,
         /// Guild to update (a snowflake).
-        #[oai(validator(pattern = r"^[0-9]{17,20}$"))]
-        guild_id: Query<String>,
+        guild_id: Query<Snowflake>,
         body: JsonObject<GuildConfigUpdate>,
     ) -> Result<ConfigUpdateResponse, ApiError> {
         check_origin(&state, req)?;
-        let guild_id = Snowflake::parse("guild_id", &guild_id)?;
+        let guild_id = guild_id.0;
         let principal = auth.principal();
         principal.authorize(&guild_id)?;
         let changes = parse_update(&body.fields)?;

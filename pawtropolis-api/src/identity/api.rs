@@ -113,6 +113,16 @@ pub(crate) fn parse_ids(raw: &[String]) -> Result<Vec<Snowflake>, ApiError> {
     Ok(ids)
 }
 
+fn reply_key(guild_id: &Snowflake, ids: &[Snowflake]) -> String {
+    let mut key = String::with_capacity(21 * (ids.len() + 1));
+    key.push_str(guild_id.as_str());
+    for id in ids {
+        key.push(',');
+        key.push_str(id.as_str());
+    }
+    key
+}
+
 #[poem_openapi::OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {
     /// Resolve user ids to identities
@@ -129,8 +139,7 @@ impl UsersApi {
         auth: Auth,
         state: Data<&SharedState>,
         /// Guild the users are seen in (a snowflake).
-        #[oai(validator(pattern = r"^[0-9]{17,20}$"))]
-        guild_id: Query<String>,
+        guild_id: Query<Snowflake>,
         /// User ids: comma-separated (`ids=1,2,3`) or repeated; 1 to 100 after removing
         /// duplicates.
         ids: Query<Vec<String>>,
@@ -138,7 +147,7 @@ impl UsersApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<ResolveResponse, ApiError> {
-        let guild_id = Snowflake::parse("guild_id", &guild_id)?;
+        let guild_id = guild_id.0;
         auth.principal().authorize(&guild_id)?;
         let limit = state.resolve_limiter.limit();
         let remaining = match state.resolve_limiter.check() {
@@ -162,15 +171,32 @@ impl UsersApi {
         };
         let with_headers = |e: ApiError| ApiError::with_rate_limit(e, limit, remaining);
         let ids = parse_ids(&ids.0).map_err(with_headers)?;
-        let resolution = state
-            .identity
-            .resolve_users(&guild_id, &ids)
-            .await
-            .map_err(with_headers)?;
-        let body = JsonBytes::encode(&ResolveReply {
-            users: resolution.users,
-            warnings: resolution.warnings,
-        })?;
+        let key = reply_key(&guild_id, &ids);
+        let now = state.clock.now_s();
+        let body = match state.resolve_replies.get(&key) {
+            Some((bytes, etag, until)) if now < until => {
+                JsonBytes::from_bytes_with_etag(bytes, etag)
+            }
+            _ => {
+                let resolution = state
+                    .identity
+                    .resolve_users(&guild_id, &ids)
+                    .await
+                    .map_err(with_headers)?;
+                let body = JsonBytes::encode(&ResolveReply {
+                    users: resolution.users,
+                    warnings: resolution.warnings,
+                })?;
+                // Served again as bytes while every entry stays fresh: the answer cannot change
+                // before then (only this resolver writes the rows).
+                if let Some(until) = resolution.fresh_until {
+                    state
+                        .resolve_replies
+                        .put(key, (body.bytes().clone(), body.etag(), until));
+                }
+                body
+            }
+        };
         let etag = body.etag();
         let cache_control = format!("private, max-age={MAX_AGE_SECS}");
         Ok(

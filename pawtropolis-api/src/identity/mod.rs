@@ -3,6 +3,7 @@
 pub(crate) mod api;
 pub mod avatar;
 pub mod cache;
+pub(crate) mod memory;
 mod ratelimit;
 mod resolver;
 pub mod source;

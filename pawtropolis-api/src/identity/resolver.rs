@@ -19,6 +19,7 @@ use tokio::{
 use super::{
     avatar,
     cache::{self, CachedIdentity},
+    memory::Lru,
     source::{DiscordIdentity, FetchError, IdentitySource},
 };
 use crate::{
@@ -70,6 +71,9 @@ pub struct Resolution {
     pub users: Vec<ResolvedUser>,
     /// One entry per id that is stale or a fallback.
     pub warnings: Vec<Warning>,
+    /// When every entry came from a fresh cache row: the Unix time the first of them expires,
+    /// until which the same ids resolve to the same answer.
+    pub fresh_until: Option<i64>,
 }
 
 type Key = (u64, u64);
@@ -90,7 +94,13 @@ pub struct IdentityResolver {
     negative: Mutex<HashMap<Key, i64>>,
     inflight: Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
     backoff_until: Mutex<Option<Instant>>,
+    /// Copies of `user_cache` rows this process read or wrote: fresh ones answer without a
+    /// database round trip.
+    hot: Lru<Key, CachedIdentity>,
 }
+
+/// Identities kept in memory (a few hundred bytes each).
+const HOT_CAPACITY: usize = 50_000;
 
 /// Bound on the negative cache; expired entries are swept when it is reached.
 const MAX_NEGATIVE: usize = 100_000;
@@ -155,6 +165,7 @@ impl IdentityResolver {
             negative: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             backoff_until: Mutex::new(None),
+            hot: Lru::new(HOT_CAPACITY),
         }
     }
 
@@ -178,11 +189,27 @@ impl IdentityResolver {
                 distinct.len()
             )));
         }
-        let keys: Vec<&str> = distinct.iter().map(|s| s.as_str()).collect();
-        let rows = cache::load(&self.db, guild_id.as_str(), &keys).await?;
         let now = self.clock.now_s();
-        let deadline = Instant::now() + self.timeout;
         let g = guild_id.as_u64();
+        let mut rows: HashMap<String, CachedIdentity> = HashMap::with_capacity(distinct.len());
+        let mut cold: Vec<&str> = Vec::new();
+        for id in &distinct {
+            match self.hot.get(&(g, id.as_u64())) {
+                Some(row) if now - row.updated_at_s < self.ttl_secs => {
+                    rows.insert(row.user_id.clone(), row);
+                }
+                _ => cold.push(id.as_str()),
+            }
+        }
+        if !cold.is_empty() {
+            for (user_id, row) in cache::load(&self.db, guild_id.as_str(), &cold).await? {
+                if let Ok(u) = user_id.parse::<u64>() {
+                    self.hot.put((g, u), row.clone());
+                }
+                rows.insert(user_id, row);
+            }
+        }
+        let deadline = Instant::now() + self.timeout;
 
         let mut slots: Vec<Option<(ResolvedUser, Option<Warning>)>> = vec![None; distinct.len()];
         let mut misses: Vec<usize> = Vec::new();
@@ -270,6 +297,19 @@ impl IdentityResolver {
         }
 
         let mut out = Resolution::default();
+        let mut fresh_until = Some(i64::MAX);
+        for (user, warn) in slots.iter().flatten() {
+            fresh_until = match (fresh_until, user.source, rows.get(&user.id)) {
+                (Some(f), IdentityOrigin::Cache, Some(row)) => {
+                    Some(f.min(row.updated_at_s.saturating_add(self.ttl_secs)))
+                }
+                _ => None,
+            };
+            if warn.is_some() {
+                fresh_until = None;
+            }
+        }
+        out.fresh_until = fresh_until;
         for (user, warn) in slots.into_iter().flatten() {
             out.users.push(user);
             out.warnings.extend(warn);
@@ -364,7 +404,10 @@ impl IdentityResolver {
         let identity = fetched?;
         let now = self.clock.now_s();
         let row = match cache::upsert(&self.db, g, &identity, now).await {
-            Ok(row) => row,
+            Ok(row) => {
+                self.hot.put((g, u), row.clone());
+                row
+            }
             Err(e) => {
                 // The answer is still good; only the next request pays for the failed write.
                 tracing::warn!(error = %e, user_id = u, "could not write user_cache");

@@ -56,15 +56,14 @@ impl LogsApi {
         auth: Auth,
         state: Data<&SharedState>,
         /// Guild to read (a snowflake).
-        #[oai(validator(pattern = r"^[0-9]{17,20}$"))]
-        guild_id: Query<String>,
+        guild_id: Query<Snowflake>,
         /// Keep only these actions; repeat the parameter or separate values with commas
         /// (`action=approve&action=reject` or `action=approve,reject`).
         action: Query<Vec<String>>,
         /// Keep only actions by this moderator (the row's `actor_id`).
-        moderator_id: Query<Option<String>>,
+        moderator_id: Query<Option<Snowflake>>,
         /// Keep only actions about this user.
-        subject_id: Query<Option<String>>,
+        subject_id: Query<Option<Snowflake>>,
         /// Keep only actions of this application.
         app_id: Query<Option<String>>,
         /// Keep rows at or after this time: Unix seconds or RFC 3339.
@@ -76,7 +75,7 @@ impl LogsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<LogsResponse, ApiError> {
-        let guild_id = Snowflake::parse("guild_id", &guild_id)?;
+        let guild_id = guild_id.0;
         auth.principal().authorize(&guild_id)?;
         let settings = &state.settings;
         let limit = limit.0.unwrap_or(settings.logs_default_limit);
@@ -94,16 +93,8 @@ impl LogsApi {
         };
         let filter = LogFilter {
             actions: parse_actions(action.0)?,
-            moderator_id: moderator_id
-                .0
-                .as_deref()
-                .map(|m| Snowflake::parse("moderator_id", m))
-                .transpose()?,
-            subject_id: subject_id
-                .0
-                .as_deref()
-                .map(|s| Snowflake::parse("subject_id", s))
-                .transpose()?,
+            moderator_id: moderator_id.0,
+            subject_id: subject_id.0,
             app_id,
             since: since
                 .0

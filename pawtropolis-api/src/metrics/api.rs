@@ -30,15 +30,14 @@ impl MetricsApi {
         auth: Auth,
         state: Data<&SharedState>,
         /// Guild to read (a snowflake).
-        #[oai(validator(pattern = r"^[0-9]{17,20}$"))]
-        guild_id: Query<String>,
+        guild_id: Query<Snowflake>,
         /// How far back to look: `7d`, `30d` or `90d` (default `30d`).
         window: Query<Option<Window>>,
         /// An `ETag` from an earlier reply; answers 304 when unchanged.
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<Cacheable<MetricsSummary>, ApiError> {
-        let guild_id = Snowflake::parse("guild_id", &guild_id)?;
+        let guild_id = guild_id.0;
         auth.principal().authorize(&guild_id)?;
         let window = window.0.unwrap_or(Window::Days30);
         let cache = &state.metrics_cache;

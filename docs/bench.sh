@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Benchmarks of docs/benchmarks.md. Needs wrk (apt-get install wrk) and python3.
+# Usage: docs/bench.sh [workdir]   (default /tmp/pawtropolis-bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pawtropolis-target}"
+WORK="${1:-/tmp/pawtropolis-bench}"
+GUILD=896070888594759740
+OTHER=123456789012345678
+NOW=1761004800
+PORT=3907
+mkdir -p "$WORK"
+cargo build --release -q -p pawtropolis-server
+BIN="$CARGO_TARGET_DIR/release/pawtropolis-server"
+export PAWTROPOLIS_DATABASE_URL="sqlite://$WORK/bench.db?mode=rwc"
+
+if [ ! -f "$WORK/bench.db" ]; then
+  echo "== demo-data: 1,000,000 rows (700,000 in one guild) over 120 days"
+  time "$BIN" --now $NOW demo-data --rows 700000 --guild $GUILD --days 120 2>/dev/null
+  time "$BIN" --now $NOW demo-data --rows 300000 --guild $OTHER --days 120 --seed 9 2>/dev/null
+fi
+TOKEN=$("$BIN" token create --guild $GUILD --name bench 2>/dev/null | tail -1)
+
+# 50 cached identities to resolve.
+IDS=$(python3 - "$WORK/bench.db" $GUILD <<'PY'
+import sqlite3, sys
+db, guild = sys.argv[1], sys.argv[2]
+c = sqlite3.connect(db)
+ids = [str(697169405422862417 + i * 1000003) for i in range(50)]
+h = "0123456789abcdef0123456789abcdef"
+for i, u in enumerate(ids):
+    c.execute("INSERT OR REPLACE INTO user_cache (user_id, guild_id, username, global_name, display_name, avatar_hash, avatar_url, updated_at) "
+              "VALUES (?,?,?,?,?,?,?,datetime('now'))",
+              (u, guild, f"user{i}", f"User {i}", f"Nick {i}", h, f"https://cdn.discordapp.com/avatars/{u}/{h}.png?size=128"))
+c.commit()
+print(",".join(ids))
+PY
+)
+
+RUST_LOG=warn PAWTROPOLIS_METRICS_CACHE_SECS=0 PAWTROPOLIS_RESOLVE_RATE_PER_MIN=0 PAWTROPOLIS_NOW=$NOW \
+  "$BIN" serve --bind 127.0.0.1:$PORT > "$WORK/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+AUTH="Authorization: Bearer $TOKEN"
+B="http://127.0.0.1:$PORT/api"
+
+echo "== GET /api/logs?limit=50, one connection (latency)"
+wrk -t1 -c1 -d10s --latency -H "$AUTH" "$B/logs?guild_id=$GUILD&limit=50" | grep -E "50%|90%|99%|Requests/sec"
+
+echo "== GET /api/users/resolve, 50 cached ids, 64 connections (throughput)"
+wrk -t2 -c64 -d10s --latency -H "$AUTH" "$B/users/resolve?guild_id=$GUILD&ids=$IDS" | grep -E "50%|99%|Requests/sec|Non-2xx"
