@@ -37,11 +37,13 @@ print(",".join(ids))
 PY
 )
 
-RUST_LOG=warn PAWTROPOLIS_METRICS_CACHE_SECS=0 PAWTROPOLIS_RESOLVE_RATE_PER_MIN=0 PAWTROPOLIS_NOW=$NOW \
+RUST_LOG=info,sqlx=warn PAWTROPOLIS_METRICS_CACHE_SECS=0 PAWTROPOLIS_RESOLVE_RATE_PER_MIN=0 PAWTROPOLIS_NOW=$NOW \
   "$BIN" serve --bind 127.0.0.1:$PORT > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+# The derived metrics tables are brought up to date at start; wait for that first pass.
+for _ in $(seq 1 120); do grep -q "metrics tables brought up to date" "$WORK/serve.log" && break; sleep 0.5; done
 AUTH="Authorization: Bearer $TOKEN"
 B="http://127.0.0.1:$PORT/api"
 
@@ -50,3 +52,9 @@ wrk -t1 -c1 -d10s --latency -H "$AUTH" "$B/logs?guild_id=$GUILD&limit=50" | grep
 
 echo "== GET /api/users/resolve, 50 cached ids, 64 connections (throughput)"
 wrk -t2 -c64 -d10s --latency -H "$AUTH" "$B/users/resolve?guild_id=$GUILD&ids=$IDS" | grep -E "50%|99%|Requests/sec|Non-2xx"
+
+echo "== GET /api/metrics/timeseries 90d/1h, uncached, one connection"
+wrk -t1 -c1 -d10s --latency -H "$AUTH" "$B/metrics/timeseries?guild_id=$GUILD&window=90d&bucket=1h" | grep -E "50%|90%|99%|Requests/sec"
+
+echo "== GET /api/metrics/latency 90d/1d, uncached, one connection"
+wrk -t1 -c1 -d10s --latency -H "$AUTH" "$B/metrics/latency?guild_id=$GUILD&window=90d&bucket=1d" | grep -E "50%|90%|99%|Requests/sec"

@@ -12,6 +12,7 @@ mod additive;
 pub mod cli;
 mod m20250101_000001_bot_tables;
 mod m20250101_000002_api_tables;
+mod m20250101_000003_metrics_tables;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_bot_tables::Migration),
             Box::new(m20250101_000002_api_tables::Migration),
+            Box::new(m20250101_000003_metrics_tables::Migration),
         ]
     }
 }

@@ -183,12 +183,21 @@ impl PawtropolisApiBuilder {
             identity,
             resolve_limiter: ResolveRateLimiter::new(self.settings.resolve_rate_per_min),
             resolve_replies: identity::memory::Lru::new(10_000),
+            derived: metrics::Derived::new(),
             metrics_cache: MetricsCache::new(self.settings.metrics_cache_secs),
             db: self.db,
             settings: self.settings,
             clock,
             verifier,
             discord: self.discord,
+        });
+        // Bring the metrics tables up to date now rather than on the first chart request
+        // (on a large database that first pass takes seconds).
+        let warm = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.derived.catch_up(&warm.db).await {
+                tracing::warn!(error = %e, "could not bring the metrics tables up to date");
+            }
         });
         Ok(PawtropolisApi { state })
     }

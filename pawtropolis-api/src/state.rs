@@ -23,6 +23,7 @@ pub(crate) struct ApiState {
     #[allow(dead_code)]
     pub discord: Option<Arc<Http>>,
     pub metrics_cache: MetricsCache,
+    pub derived: crate::metrics::Derived,
     pub identity: IdentityResolver,
     pub resolve_limiter: ResolveRateLimiter,
     /// Encoded resolve replies whose every entry was a fresh cache row: (body, ETag, expiry).

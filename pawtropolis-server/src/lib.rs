@@ -37,7 +37,9 @@ pub async fn run(cli: Cli, out: Out<'_>) -> anyhow::Result<()> {
         Command::Migrate { command } => {
             let db = connect(&settings).await?;
             let command = command.unwrap_or(MigrateCommand::Up { steps: None });
-            writeln!(out, "{}", migration::cli::run(&db, &command).await?)?;
+            let result = migration::cli::run(&db, &command).await;
+            db.close().await.ok();
+            writeln!(out, "{}", result?)?;
             Ok(())
         }
         Command::Token { command } => token(&settings, command, out).await,
@@ -85,6 +87,18 @@ fn now_s(settings: &Settings) -> i64 {
 
 async fn token(settings: &Settings, command: TokenCommand, out: Out<'_>) -> anyhow::Result<()> {
     let db = connect_and_migrate(settings).await?;
+    // One-shot commands close their pool at once rather than when the runtime ends.
+    let result = token_with(&db, command, out).await;
+    db.close().await.ok();
+    result
+}
+
+async fn token_with(
+    db: &DatabaseConnection,
+    command: TokenCommand,
+    out: Out<'_>,
+) -> anyhow::Result<()> {
+    let db = db.clone();
     match command {
         TokenCommand::Create { guilds, name } => {
             let mut ids = Vec::new();
@@ -148,7 +162,9 @@ async fn demo_data(settings: &Settings, args: &DemoDataArgs, out: Out<'_>) -> an
         args.days,
         args.seed,
     )
-    .await?;
+    .await;
+    db.close().await.ok();
+    let n = n?;
     writeln!(
         out,
         "inserted {n} rows for guild {guild} over {} days in {:.1} s",

@@ -81,7 +81,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
-                let db = pawtropolis_api::db::connect(&url, 4).await.unwrap();
+                let db = pawtropolis_api::db::connect(&url, 2).await.unwrap();
                 Self {
                     url,
                     db,
@@ -100,7 +100,7 @@ impl TestDb {
                 admin.close().await.ok();
                 let sep = if base.contains('?') { '&' } else { '?' };
                 let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-                let db = pawtropolis_api::db::connect(&url, 4).await.unwrap();
+                let db = pawtropolis_api::db::connect(&url, 2).await.unwrap();
                 Self {
                     url,
                     db,
@@ -184,14 +184,27 @@ impl TestDb {
 
 /// Parses server settings as the binary would, from `args` (flags) on top of defaults.
 pub fn settings(database_url: &str, extra: &[&str]) -> Settings {
-    let mut argv = vec!["pawtropolis-server", "--database-url", database_url];
+    // Small pools: tests run in parallel and PostgreSQL allows 100 connections in all.
+    let mut argv = vec![
+        "pawtropolis-server",
+        "--database-url",
+        database_url,
+        "--db-max-connections",
+        "3",
+    ];
     argv.extend_from_slice(extra);
     Cli::try_parse_from(argv).unwrap().settings
 }
 
 /// Runs a `pawtropolis-server` command line against `database_url` and returns its output.
 pub async fn run_cli(database_url: &str, args: &[&str]) -> anyhow::Result<String> {
-    let mut argv = vec!["pawtropolis-server", "--database-url", database_url];
+    let mut argv = vec![
+        "pawtropolis-server",
+        "--database-url",
+        database_url,
+        "--db-max-connections",
+        "2",
+    ];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv)?;
     let mut out: Vec<u8> = Vec::new();
@@ -243,6 +256,11 @@ impl TestApp {
         flags: &[&str],
         clock: Option<std::sync::Arc<dyn pawtropolis_api::Clock>>,
     ) -> Self {
+        // Server-side errors show up in the failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn,sqlx=error")
+            .try_init();
         let settings = settings(&tdb.url, flags);
         let db = pawtropolis_server::connect_and_migrate(&settings)
             .await

@@ -10,6 +10,7 @@ mod e2e {
     pub mod identity;
     pub mod legacy;
     pub mod logs;
+    pub mod metrics_charts;
     pub mod metrics_summary;
     pub mod openapi_spec;
 }

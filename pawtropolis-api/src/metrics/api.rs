@@ -1,18 +1,51 @@
-use poem::web::Data;
-use poem_openapi::param::{Header, Query};
+use std::future::Future;
 
-use super::{MetricsSummary, Window, summarize};
+use poem::web::Data;
+use poem_openapi::{
+    param::{Header, Query},
+    types::Type,
+};
+use serde::Serialize;
+
+use super::{
+    Bucket, Latency, MetricsSummary, Timeseries, Window, Zone, latency, summarize, timeseries,
+};
 use crate::{
     ApiTags,
     auth::Auth,
     error::ApiError,
     payload::{Cacheable, JsonBytes},
     snowflake::Snowflake,
-    state::SharedState,
+    state::{ApiState, SharedState},
 };
 
 /// Moderator metrics.
 pub(crate) struct MetricsApi;
+
+/// The cached reply under `key`, or `compute`'s, encoded once and kept for
+/// `PAWTROPOLIS_METRICS_CACHE_SECS`; 304 when `If-None-Match` names it.
+async fn cached<T, F, Fut>(
+    state: &ApiState,
+    key: String,
+    if_none_match: Option<&str>,
+    compute: F,
+) -> Result<Cacheable<T>, ApiError>
+where
+    T: Type + Serialize + Send,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let cache = &state.metrics_cache;
+    let body = match cache.get(&key) {
+        Some(bytes) => JsonBytes::from_bytes(bytes),
+        None => {
+            let body = JsonBytes::encode(&compute().await?)?;
+            cache.put(key, body.bytes().clone());
+            body
+        }
+    };
+    Ok(Cacheable::new(body, if_none_match, cache.ttl_secs()))
+}
 
 #[poem_openapi::OpenApi(tag = "ApiTags::Metrics")]
 impl MetricsApi {
@@ -40,21 +73,118 @@ impl MetricsApi {
         let guild_id = guild_id.0;
         auth.principal().authorize(&guild_id)?;
         let window = window.0.unwrap_or(Window::Days30);
-        let cache = &state.metrics_cache;
         let key = format!("summary:{guild_id}:{}", window.as_str());
-        let body = match cache.get(&key) {
-            Some(bytes) => JsonBytes::from_bytes(bytes),
-            None => {
-                let summary = summarize(&state.db, &guild_id, window, state.now_s()).await?;
-                let body = JsonBytes::encode(&summary)?;
-                cache.put(key, body.bytes().clone());
-                body
-            }
-        };
-        Ok(Cacheable::new(
-            body,
-            if_none_match.0.as_deref(),
-            cache.ttl_secs(),
-        ))
+        cached(&state, key, if_none_match.0.as_deref(), || {
+            summarize(&state.db, &guild_id, window, state.now_s())
+        })
+        .await
+    }
+
+    /// Action counts per time bucket
+    ///
+    /// Submissions (`app_submitted`), claims (`claim`), accepts (`approve`/`accept`) and
+    /// rejects (`reject`/`perm_reject`) per bucket over the half-open window (now − window,
+    /// now]. Every bucket from the one containing now − window to the one containing now
+    /// appears once, ascending, zero-filled: a UTC grid has window/bucket + 1 buckets (169 for
+    /// 7d/1h). With `tz`, buckets start at local hour marks, local 00/06/12/18 or local
+    /// midnight, so a day across a DST change is 23 or 25 hours long, and timestamps carry the
+    /// local offset. Other actions are not counted. Cached for `PAWTROPOLIS_METRICS_CACHE_SECS`.
+    #[allow(clippy::too_many_arguments)] // one per OpenAPI parameter
+    #[oai(
+        path = "/metrics/timeseries",
+        method = "get",
+        operation_id = "getTimeseries"
+    )]
+    async fn timeseries(
+        &self,
+        auth: Auth,
+        state: Data<&SharedState>,
+        /// Guild to read (a snowflake).
+        guild_id: Query<Snowflake>,
+        /// How far back to look: `7d`, `30d` or `90d` (default `7d`).
+        window: Query<Option<Window>>,
+        /// Bucket width: `1h`, `6h` or `1d` (default `1h`).
+        bucket: Query<Option<Bucket>>,
+        /// IANA time zone the buckets align to (default UTC), e.g. `America/New_York`.
+        tz: Query<Option<String>>,
+        /// An `ETag` from an earlier reply; answers 304 when unchanged.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<Cacheable<Timeseries>, ApiError> {
+        let guild_id = guild_id.0;
+        auth.principal().authorize(&guild_id)?;
+        let window = window.0.unwrap_or(Window::Days7);
+        let bucket = bucket.0.unwrap_or(Bucket::Hour1);
+        let zone = Zone::parse(tz.0.as_deref())?;
+        let key = format!(
+            "ts:{guild_id}:{}:{}:{}",
+            window.as_str(),
+            bucket.as_str(),
+            zone.name()
+        );
+        cached(&state, key, if_none_match.0.as_deref(), || {
+            timeseries(
+                &state.db,
+                &state.derived,
+                &guild_id,
+                window,
+                bucket,
+                zone,
+                state.now_s(),
+            )
+        })
+        .await
+    }
+
+    /// Response-time percentiles per time bucket
+    ///
+    /// For each application: the time from its latest `app_submitted` before its first
+    /// decision (`approve`, `accept`, `reject` or `perm_reject`) to that decision, bucketed by
+    /// the decision's time over (now − window, now]. Applications without a submission before
+    /// the decision are left out. Each bucket gives the count, the mean, and the median and
+    /// 95th percentile by the nearest-rank method (the value at rank ⌈p/100 · n⌉ of the sorted
+    /// times); an empty bucket has `count: 0` and nulls. Same grid and parameters as
+    /// `/metrics/timeseries`. Cached for `PAWTROPOLIS_METRICS_CACHE_SECS`.
+    #[allow(clippy::too_many_arguments)] // one per OpenAPI parameter
+    #[oai(path = "/metrics/latency", method = "get", operation_id = "getLatency")]
+    async fn latency(
+        &self,
+        auth: Auth,
+        state: Data<&SharedState>,
+        /// Guild to read (a snowflake).
+        guild_id: Query<Snowflake>,
+        /// How far back to look: `7d`, `30d` or `90d` (default `7d`).
+        window: Query<Option<Window>>,
+        /// Bucket width: `1h`, `6h` or `1d` (default `1h`).
+        bucket: Query<Option<Bucket>>,
+        /// IANA time zone the buckets align to (default UTC), e.g. `America/New_York`.
+        tz: Query<Option<String>>,
+        /// An `ETag` from an earlier reply; answers 304 when unchanged.
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<Cacheable<Latency>, ApiError> {
+        let guild_id = guild_id.0;
+        auth.principal().authorize(&guild_id)?;
+        let window = window.0.unwrap_or(Window::Days7);
+        let bucket = bucket.0.unwrap_or(Bucket::Hour1);
+        let zone = Zone::parse(tz.0.as_deref())?;
+        let key = format!(
+            "lat:{guild_id}:{}:{}:{}",
+            window.as_str(),
+            bucket.as_str(),
+            zone.name()
+        );
+        cached(&state, key, if_none_match.0.as_deref(), || {
+            latency(
+                &state.db,
+                &state.derived,
+                &guild_id,
+                window,
+                bucket,
+                zone,
+                state.now_s(),
+            )
+        })
+        .await
     }
 }
