@@ -32,6 +32,12 @@ for i, u in enumerate(ids):
     c.execute("INSERT OR REPLACE INTO user_cache (user_id, guild_id, username, global_name, display_name, avatar_hash, avatar_url, updated_at) "
               "VALUES (?,?,?,?,?,?,?,datetime('now'))",
               (u, guild, f"user{i}", f"User {i}", f"Nick {i}", h, f"https://cdn.discordapp.com/avatars/{u}/{h}.png?size=128"))
+# The demo moderators get cached identities too, for the ?expand=identity figures.
+mods = [r[0] for r in c.execute("SELECT DISTINCT actor_id FROM action_log WHERE guild_id = ? AND action = 'claim'", (guild,))]
+for i, u in enumerate(mods):
+    c.execute("INSERT OR REPLACE INTO user_cache (user_id, guild_id, username, global_name, display_name, avatar_hash, avatar_url, updated_at) "
+              "VALUES (?,?,?,?,?,?,?,datetime('now'))",
+              (u, guild, f"mod{i}", f"Mod {i}", f"Moderator {i}", h, f"https://cdn.discordapp.com/avatars/{u}/{h}.png?size=128"))
 c.commit()
 print(",".join(ids))
 PY
@@ -49,6 +55,9 @@ B="http://127.0.0.1:$PORT/api"
 
 echo "== GET /api/logs?limit=50, one connection (latency)"
 wrk -t1 -c1 -d10s --latency -H "$AUTH" "$B/logs?guild_id=$GUILD&limit=50" | grep -E "50%|90%|99%|Requests/sec"
+
+echo "== GET /api/logs?limit=50&expand=identity, one connection (all identities cached)"
+wrk -t1 -c1 -d10s --latency -H "$AUTH" "$B/logs?guild_id=$GUILD&limit=50&expand=identity" | grep -E "50%|90%|99%|Requests/sec"
 
 echo "== GET /api/users/resolve, 50 cached ids, 64 connections (throughput)"
 wrk -t2 -c64 -d10s --latency -H "$AUTH" "$B/users/resolve?guild_id=$GUILD&ids=$IDS" | grep -E "50%|99%|Requests/sec|Non-2xx"

@@ -269,6 +269,7 @@ pub(crate) fn enum_values(param: &str) -> Option<&'static [&'static str]> {
     match param {
         "window" => Some(&["7d", "30d", "90d"]),
         "bucket" => Some(&["1h", "6h", "1d"]),
+        "expand" => Some(&["identity"]),
         _ => None,
     }
 }

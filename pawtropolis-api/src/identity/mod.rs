@@ -3,12 +3,14 @@
 pub(crate) mod api;
 pub mod avatar;
 pub mod cache;
+mod expand;
 pub(crate) mod memory;
 mod ratelimit;
 mod resolver;
 pub mod source;
 
 pub use api::ResolveReply;
+pub use expand::{Expand, Shown, identities_for};
 pub use ratelimit::{RateDecision, ResolveRateLimiter};
 pub use resolver::{IdentityOrigin, IdentityResolver, MAX_IDS, Resolution, ResolvedUser};
 #[cfg(feature = "serenity-cache")]

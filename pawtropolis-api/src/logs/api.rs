@@ -3,8 +3,14 @@ use poem_openapi::{ApiResponse, param::Query};
 
 use super::{Cursor, LogFilter, LogsPage, list_logs};
 use crate::{
-    ApiTags, auth::Auth, error::ApiError, payload::JsonBytes, snowflake::Snowflake,
-    state::SharedState, timefmt::parse_time_param,
+    ApiTags,
+    auth::Auth,
+    error::ApiError,
+    identity::{Expand, identities_for},
+    payload::JsonBytes,
+    snowflake::Snowflake,
+    state::SharedState,
+    timefmt::parse_time_param,
 };
 
 /// Operations on the action log.
@@ -74,6 +80,9 @@ impl LogsApi {
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
+        /// `identity` attaches each row's moderator `display_name` and `avatar_url` and adds a
+        /// `warnings` array (one entry per moderator that could not be resolved).
+        expand: Query<Option<Expand>>,
     ) -> Result<LogsResponse, ApiError> {
         let guild_id = guild_id.0;
         auth.principal().authorize(&guild_id)?;
@@ -113,7 +122,18 @@ impl LogsApi {
             return Err(ApiError::invalid("since must not be after until"));
         }
         let cursor = cursor.0.as_deref().map(Cursor::decode).transpose()?;
-        let page = list_logs(&state.db, &guild_id, &filter, cursor, limit).await?;
+        let mut page = list_logs(&state.db, &guild_id, &filter, cursor, limit).await?;
+        if expand.0 == Some(Expand::Identity) {
+            let ids = page.items.iter().map(|i| i.moderator_id.as_str());
+            let (shown, warnings) = identities_for(&state.identity, &guild_id, ids).await?;
+            for item in &mut page.items {
+                if let Some(s) = shown.get(&item.moderator_id) {
+                    item.display_name = Some(s.display_name.clone());
+                    item.avatar_url = Some(s.avatar_url.clone());
+                }
+            }
+            page.warnings = Some(warnings);
+        }
         Ok(LogsResponse::Ok(JsonBytes::encode(&page)?))
     }
 }

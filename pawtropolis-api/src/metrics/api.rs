@@ -14,6 +14,7 @@ use crate::{
     ApiTags,
     auth::Auth,
     error::ApiError,
+    identity::{Expand, identities_for},
     payload::{Cacheable, JsonBytes},
     snowflake::Snowflake,
     state::{ApiState, SharedState},
@@ -66,6 +67,9 @@ impl MetricsApi {
         guild_id: Query<Snowflake>,
         /// How far back to look: `7d`, `30d` or `90d` (default `30d`).
         window: Query<Option<Window>>,
+        /// `identity` attaches each moderator's `display_name` and `avatar_url` and adds a
+        /// `warnings` array (one entry per moderator that could not be resolved).
+        expand: Query<Option<Expand>>,
         /// An `ETag` from an earlier reply; answers 304 when unchanged.
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
@@ -73,9 +77,22 @@ impl MetricsApi {
         let guild_id = guild_id.0;
         auth.principal().authorize(&guild_id)?;
         let window = window.0.unwrap_or(Window::Days30);
-        let key = format!("summary:{guild_id}:{}", window.as_str());
-        cached(&state, key, if_none_match.0.as_deref(), || {
-            summarize(&state.db, &guild_id, window, state.now_s())
+        let expand = expand.0;
+        let key = format!("summary:{guild_id}:{}:{expand:?}", window.as_str());
+        cached(&state, key, if_none_match.0.as_deref(), || async {
+            let mut summary = summarize(&state.db, &guild_id, window, state.now_s()).await?;
+            if expand == Some(Expand::Identity) {
+                let ids = summary.moderators.iter().map(|m| m.moderator_id.as_str());
+                let (shown, warnings) = identities_for(&state.identity, &guild_id, ids).await?;
+                for m in &mut summary.moderators {
+                    if let Some(s) = shown.get(&m.moderator_id) {
+                        m.display_name = Some(s.display_name.clone());
+                        m.avatar_url = Some(s.avatar_url.clone());
+                    }
+                }
+                summary.warnings = Some(warnings);
+            }
+            Ok(summary)
         })
         .await
     }

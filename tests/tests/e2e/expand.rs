@@ -1,0 +1,275 @@
+//! `?expand=identity` on the logs and the per-moderator metrics, against a fake Discord.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use pawtropolis_tests::{
+    Backend, GUILD_A, TestApp, backends,
+    fake_discord::{FakeDiscord, FakeMember, FakeUser, Trouble},
+};
+use serde_json::Value;
+
+const NOW: i64 = 1_761_004_800;
+const OK_MOD: &str = "600000000000000001";
+const GHOST_MOD: &str = "600000000000000002";
+const SLOW_MOD: &str = "600000000000000003";
+const USER: &str = "800000000000000001";
+
+fn moderator(i: u64) -> String {
+    (610_000_000_000_000_000u64 + i).to_string()
+}
+
+async fn start(backend: &Backend, fake: &FakeDiscord) -> (TestApp, String) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            "--now",
+            &NOW.to_string(),
+            "--discord-token",
+            "t",
+            "--discord-api-base",
+            &fake.base,
+            "--discord-timeout-ms",
+            "300",
+        ],
+    )
+    .await;
+    let token = app.token(&[GUILD_A]).await;
+    (app, token)
+}
+
+fn ids_of(warnings: &Value) -> BTreeSet<String> {
+    warnings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn logs_and_metrics_expand_with_partial_failure() {
+    for backend in backends() {
+        let fake = FakeDiscord::start().await;
+        fake.add_user(
+            OK_MOD,
+            FakeUser {
+                username: "okmod".into(),
+                global_name: Some("OK Mod".into()),
+                ..Default::default()
+            },
+        );
+        fake.add_member(
+            GUILD_A,
+            OK_MOD,
+            FakeMember {
+                nick: Some("Captain".into()),
+                ..Default::default()
+            },
+        );
+        fake.add_user(
+            SLOW_MOD,
+            FakeUser {
+                username: "slowmod".into(),
+                ..Default::default()
+            },
+        );
+        fake.set_trouble(SLOW_MOD, Trouble::Slow(Duration::from_secs(3)));
+        let (app, token) = start(&backend, &fake).await;
+        for (i, m) in [OK_MOD, GHOST_MOD, SLOW_MOD, OK_MOD, GHOST_MOD]
+            .iter()
+            .enumerate()
+        {
+            app.tdb
+                .insert_action(
+                    GUILD_A,
+                    "approve",
+                    m,
+                    Some(USER),
+                    Some("app"),
+                    NOW - 100 + i as i64,
+                    None,
+                )
+                .await;
+        }
+
+        // Without expand: the reply is as before and Discord is never asked.
+        let (s, plain) = app
+            .get_json(&format!("/api/logs?guild_id={GUILD_A}"), &token)
+            .await;
+        assert_eq!(s, 200);
+        assert!(plain.get("warnings").is_none());
+        assert!(
+            plain["items"][0].get("display_name").is_none()
+                && plain["items"][0].get("avatar_url").is_none()
+        );
+        let (_, plain_metrics) = app
+            .get_json(&format!("/api/metrics?guild_id={GUILD_A}"), &token)
+            .await;
+        assert!(plain_metrics.get("warnings").is_none());
+        assert!(
+            fake.calls().is_empty(),
+            "no expansion, no Discord call: {:?}",
+            fake.calls()
+        );
+
+        let (s, body) = app
+            .get_json(
+                &format!("/api/logs?guild_id={GUILD_A}&expand=identity"),
+                &token,
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 5, "every row is present");
+        for item in items {
+            assert!(
+                item["display_name"].is_string() && item["avatar_url"].is_string(),
+                "{item}"
+            );
+            if item["moderator_id"] == OK_MOD {
+                assert_eq!(item["display_name"], "Captain");
+            } else {
+                assert!(
+                    item["avatar_url"]
+                        .as_str()
+                        .unwrap()
+                        .contains("/embed/avatars/"),
+                    "fallback avatar: {item}"
+                );
+            }
+        }
+        assert_eq!(
+            ids_of(&body["warnings"]),
+            BTreeSet::from([GHOST_MOD.to_owned(), SLOW_MOD.to_owned()])
+        );
+        let code = |id: &str| {
+            body["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["id"] == id)
+                .unwrap()["code"]
+                .clone()
+        };
+        assert_eq!(code(GHOST_MOD), "not_found");
+        assert_eq!(code(SLOW_MOD), "discord_unavailable");
+
+        let (s, metrics) = app
+            .get_json(
+                &format!("/api/metrics?guild_id={GUILD_A}&window=7d&expand=identity"),
+                &token,
+            )
+            .await;
+        assert_eq!(s, 200, "{metrics}");
+        let mods = metrics["moderators"].as_array().unwrap();
+        assert_eq!(mods.len(), 3);
+        let ok = mods.iter().find(|m| m["moderator_id"] == OK_MOD).unwrap();
+        assert_eq!(ok["display_name"], "Captain");
+        assert!(mods.iter().all(|m| m["avatar_url"].is_string()));
+        assert_eq!(
+            ids_of(&metrics["warnings"]),
+            BTreeSet::from([GHOST_MOD.to_owned(), SLOW_MOD.to_owned()])
+        );
+
+        // Every page of a filtered listing is expanded.
+        let (_, page1) = app
+            .get_json(
+                &format!("/api/logs?guild_id={GUILD_A}&action=approve&limit=2&expand=identity"),
+                &token,
+            )
+            .await;
+        let cursor = page1["next_cursor"].as_str().unwrap().to_owned();
+        let (_, page2) = app
+            .get_json(&format!("/api/logs?guild_id={GUILD_A}&action=approve&limit=2&expand=identity&cursor={cursor}"), &token)
+            .await;
+        assert_eq!(page2["items"].as_array().unwrap().len(), 2);
+        assert!(
+            page2["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["display_name"].is_string())
+        );
+        assert!(page2["warnings"].is_array());
+
+        let (s, err) = app
+            .get_json(
+                &format!("/api/logs?guild_id={GUILD_A}&expand=everything"),
+                &token,
+            )
+            .await;
+        assert_eq!(s, 400);
+        assert_eq!(err["error"]["message"], "expand must be one of identity");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_page_with_150_moderators_is_resolved_in_batches() {
+    for backend in backends() {
+        let fake = FakeDiscord::start().await;
+        for i in 0..150 {
+            let id = moderator(i);
+            fake.add_user(
+                &id,
+                FakeUser {
+                    username: format!("mod{i}"),
+                    ..Default::default()
+                },
+            );
+            fake.add_member(GUILD_A, &id, FakeMember::default());
+        }
+        let (app, token) = start(&backend, &fake).await;
+        for i in 0..150 {
+            app.tdb
+                .insert_action(
+                    GUILD_A,
+                    "claim",
+                    &moderator(i),
+                    Some(USER),
+                    None,
+                    NOW - 1_000 + i as i64,
+                    None,
+                )
+                .await;
+        }
+        let (s, body) = app
+            .get_json(
+                &format!("/api/logs?guild_id={GUILD_A}&limit=150&expand=identity"),
+                &token,
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 150);
+        for item in items {
+            let i: u64 = item["moderator_id"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                - 610_000_000_000_000_000;
+            assert_eq!(item["display_name"], format!("mod{i}"));
+        }
+        assert_eq!(body["warnings"], serde_json::json!([]));
+        let distinct: BTreeSet<String> = fake.calls().into_iter().collect();
+        assert_eq!(distinct.len(), 150, "one lookup per moderator");
+
+        // Expansion does not count against the resolve endpoint's rate limit.
+        for _ in 0..3 {
+            app.get_json(
+                &format!("/api/logs?guild_id={GUILD_A}&limit=150&expand=identity"),
+                &token,
+            )
+            .await;
+        }
+        let resp = app
+            .get(
+                &format!("/api/users/resolve?guild_id={GUILD_A}&ids={}", moderator(0)),
+                &token,
+            )
+            .await;
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "49");
+        app.finish().await;
+    }
+}
