@@ -7,6 +7,7 @@ mod e2e {
     pub mod auth;
     pub mod cli;
     pub mod config;
+    pub mod embedding;
     pub mod expand;
     pub mod identity;
     pub mod legacy;

@@ -172,14 +172,16 @@ impl<S: IdentitySource> IdentitySource for SerenityCacheSource<S> {
     async fn fetch(&self, guild_id: u64, user_id: u64) -> Result<DiscordIdentity, FetchError> {
         let cached = self
             .cache
-            .member(GuildId::new(guild_id.max(1)), UserId::new(user_id.max(1)))
-            .map(|m| {
-                identity_from_user(
-                    &m.user,
-                    m.nick.clone(),
-                    m.avatar.map(|h| h.to_string()),
-                    m.joined_at.map(|t| t.unix_timestamp()),
-                )
+            .guild(GuildId::new(guild_id.max(1)))
+            .and_then(|guild| {
+                guild.members.get(&UserId::new(user_id.max(1))).map(|m| {
+                    identity_from_user(
+                        &m.user,
+                        m.nick.clone(),
+                        m.avatar.map(|h| h.to_string()),
+                        m.joined_at.map(|t| t.unix_timestamp()),
+                    )
+                })
             });
         match cached {
             Some(identity) => Ok(identity),

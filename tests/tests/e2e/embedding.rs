@@ -1,0 +1,160 @@
+//! The library as a bot embeds it: built from the bot's own serenity `Http` and `Cache`, mounted
+//! with `register_api_routes` beside the host's routes, with identities answered from the
+//! gateway cache first (no HTTP call for a cached member).
+
+use std::sync::Arc;
+
+use pawtropolis_api::{
+    PawtropolisApi,
+    identity::{SerenityCacheSource, SerenityHttpSource},
+    register_api_routes,
+};
+use pawtropolis_tests::{
+    GUILD_A, TestDb, backends,
+    fake_discord::{FakeDiscord, FakeUser},
+};
+use poem::{
+    Route, get, handler,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use serenity::{
+    cache::Cache,
+    http::HttpBuilder,
+    model::{
+        event::GuildCreateEvent,
+        guild::{Guild, Member},
+        id::{GuildId, UserId},
+        user::User,
+    },
+};
+
+const CACHED: &str = "650000000000000001";
+const NOT_CACHED: &str = "650000000000000002";
+
+#[handler]
+fn host_route() -> &'static str {
+    "host"
+}
+
+/// A gateway cache holding guild A with one member, as the bot's `GUILD_CREATE` would fill it.
+fn bot_cache() -> Arc<Cache> {
+    let cache = Arc::new(Cache::new());
+    let mut user = User::default();
+    user.id = UserId::new(CACHED.parse().unwrap());
+    user.name = "cachedname".into();
+    let mut member = Member::default();
+    member.user = user;
+    member.nick = Some("From The Cache".into());
+    member.guild_id = GuildId::new(GUILD_A.parse().unwrap());
+    let mut guild = Guild::default();
+    guild.id = GuildId::new(GUILD_A.parse().unwrap());
+    guild.members.insert(member.user.id, member);
+    let mut event: GuildCreateEvent =
+        serde_json::from_value(serde_json::to_value(&guild).unwrap()).unwrap();
+    cache.update(&mut event);
+    cache
+}
+
+#[tokio::test]
+async fn a_bot_embeds_the_api_with_its_http_and_cache() {
+    for backend in backends() {
+        let fake = FakeDiscord::start().await;
+        fake.add_user(
+            NOT_CACHED,
+            FakeUser {
+                username: "fromhttp".into(),
+                ..Default::default()
+            },
+        );
+        let tdb = TestDb::new(&backend).await;
+        migration::cli::run(&tdb.db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+
+        // What the bot has: its own Http (pointed at the fake here) and its gateway cache.
+        let http = Arc::new(
+            HttpBuilder::new("bot-token")
+                .proxy(fake.base.clone())
+                .ratelimiter_disabled(true)
+                .build(),
+        );
+        let cache = bot_cache();
+        let api = PawtropolisApi::builder(tdb.db.clone())
+            .discord_http(http.clone())
+            .identity_source(Arc::new(SerenityCacheSource::new(
+                cache,
+                SerenityHttpSource::new(http),
+            )))
+            .build()
+            .await
+            .unwrap();
+        let app = register_api_routes(Route::new().at("/host", get(host_route)), &api);
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let base = format!(
+            "http://{}",
+            acceptor.local_addr()[0].as_socket_addr().unwrap()
+        );
+        let server = tokio::spawn(async move {
+            poem::Server::new_with_acceptor(acceptor)
+                .run(app)
+                .await
+                .ok()
+        });
+
+        let (_, secret) =
+            pawtropolis_api::auth::tokens::create(&tdb.db, "bot", &[GUILD_A.to_owned()], 0)
+                .await
+                .unwrap();
+        let client = reqwest::Client::new();
+        assert_eq!(
+            client
+                .get(format!("{base}/host"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            "host"
+        );
+        assert_eq!(
+            client
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let body: serde_json::Value = client
+            .get(format!(
+                "{base}/api/users/resolve?guild_id={GUILD_A}&ids={CACHED},{NOT_CACHED}"
+            ))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["users"][0]["display_name"], "From The Cache", "{body}");
+        assert_eq!(body["users"][1]["display_name"], "fromhttp", "{body}");
+        assert_eq!(
+            fake.calls_for(CACHED),
+            0,
+            "a member in the bot's cache costs no HTTP call"
+        );
+        assert!(fake.calls_for(NOT_CACHED) >= 1);
+
+        // The Rust API other modules call gives the same answer.
+        let ids = [pawtropolis_api::Snowflake::parse("id", CACHED).unwrap()];
+        let guild = pawtropolis_api::Snowflake::parse("guild", GUILD_A).unwrap();
+        let direct = api.resolve_users(&guild, &ids).await.unwrap();
+        assert_eq!(direct.users[0].display_name, "From The Cache");
+        server.abort();
+        tdb.cleanup().await;
+    }
+}
