@@ -22,6 +22,7 @@ pub mod auth;
 pub mod clock;
 pub mod db;
 pub mod error;
+pub mod feed;
 pub mod guild_config;
 mod health;
 pub mod identity;
@@ -53,7 +54,7 @@ use crate::{
         IdentityResolver, IdentitySource, Resolution, ResolveRateLimiter, SerenityHttpSource,
         api::UsersApi,
     },
-    logs::api::LogsApi,
+    logs::{api::LogsApi, stream::StreamApi},
     metrics::{MetricsCache, api::MetricsApi},
     state::{ApiState, SharedState},
 };
@@ -103,6 +104,31 @@ impl PawtropolisApi {
     /// The clock in use.
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.state.clock.clone()
+    }
+
+    /// Writes actions to `action_log`; live streams receive them at once.
+    pub fn recorder(&self) -> feed::ActionRecorder {
+        feed::ActionRecorder::new(
+            self.state.db.clone(),
+            self.state.feed.clone(),
+            self.state.clock.clone(),
+        )
+    }
+
+    /// The live feed of `action_log` rows.
+    pub fn feed(&self) -> &feed::ActionFeed {
+        &self.state.feed
+    }
+
+    /// Live streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.state.streams.open()
+    }
+
+    /// Ends every live stream and stops the feed (call it when the host shuts down, so
+    /// graceful shutdown does not wait on streams that never end).
+    pub fn shutdown(&self) {
+        self.state.feed.stop();
     }
 
     /// Resolves user ids to identities as `GET /api/users/resolve` does (without its rate
@@ -179,11 +205,18 @@ impl PawtropolisApiBuilder {
         }
         let identity =
             IdentityResolver::new(self.db.clone(), source, clock.clone(), &self.settings);
+        let feed = feed::ActionFeed::start(self.db.clone(), self.settings.sse_poll).await?;
+        let streams = Arc::new(logs::stream::StreamLimits::new(
+            self.settings.sse_max_streams,
+            self.settings.sse_max_streams_per_principal,
+        ));
         let state = Arc::new(ApiState {
             identity,
             resolve_limiter: ResolveRateLimiter::new(self.settings.resolve_rate_per_min),
             resolve_replies: identity::memory::Lru::new(10_000),
             derived: metrics::Derived::new(),
+            feed,
+            streams,
             metrics_cache: MetricsCache::new(self.settings.metrics_cache_secs),
             db: self.db,
             settings: self.settings,
@@ -203,11 +236,11 @@ impl PawtropolisApiBuilder {
     }
 }
 
-type Apis = (LogsApi, MetricsApi, ConfigApi, UsersApi);
+type Apis = (LogsApi, StreamApi, MetricsApi, ConfigApi, UsersApi);
 
 fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (LogsApi, MetricsApi, ConfigApi, UsersApi),
+        (LogsApi, StreamApi, MetricsApi, ConfigApi, UsersApi),
         "Pawtropolis API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -165,7 +165,9 @@ impl<T: Type + Send> Cacheable<T> {
 pub struct Warning {
     /// The id concerned.
     pub id: String,
-    /// `not_found`, `discord_unavailable`, `rate_limited` or `discord_disabled`.
+    /// `not_found` (Discord does not know the user), `discord_unavailable` (Discord failed, timed
+    /// out or is not configured), `rate_limited` (Discord asked us to slow down) or `invalid_id`
+    /// (a stored id that is not a snowflake).
     pub code: String,
     /// Explanation for people.
     pub message: String,

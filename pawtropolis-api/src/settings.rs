@@ -36,6 +36,21 @@ pub struct ApiSettings {
     /// Requests per minute `GET /api/users/resolve` accepts from this process
     /// (`PAWTROPOLIS_RESOLVE_RATE_PER_MIN`, 50).
     pub resolve_rate_per_min: u32,
+    /// Interval of `: heartbeat` comments on live streams (`PAWTROPOLIS_SSE_HEARTBEAT_SECS`, 20 s).
+    /// Open sessions are re-checked at the same pace.
+    pub sse_heartbeat: Duration,
+    /// How often the live feed looks for rows written by other processes
+    /// (`PAWTROPOLIS_SSE_POLL_MS`, 200 ms).
+    pub sse_poll: Duration,
+    /// Most rows replayed to a reconnecting stream before it is told to resync
+    /// (`PAWTROPOLIS_SSE_REPLAY_MAX`, 10,000).
+    pub sse_replay_max: u32,
+    /// Streams open at once on this server (`PAWTROPOLIS_SSE_MAX_STREAMS`, 10,000).
+    pub sse_max_streams: usize,
+    /// Streams open at once for one principal (`PAWTROPOLIS_SSE_MAX_STREAMS_PER_PRINCIPAL`, 20).
+    pub sse_max_streams_per_principal: usize,
+    /// Reconnection delay suggested to clients (`retry:`), milliseconds.
+    pub sse_retry_ms: u64,
 }
 
 impl Default for ApiSettings {
@@ -53,6 +68,12 @@ impl Default for ApiSettings {
             discord_concurrency: 8,
             discord_backoff: Duration::from_secs(5),
             resolve_rate_per_min: 50,
+            sse_heartbeat: Duration::from_secs(20),
+            sse_poll: Duration::from_millis(200),
+            sse_replay_max: 10_000,
+            sse_max_streams: 10_000,
+            sse_max_streams_per_principal: 20,
+            sse_retry_ms: 3_000,
         }
     }
 }

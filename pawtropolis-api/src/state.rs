@@ -24,6 +24,8 @@ pub(crate) struct ApiState {
     pub discord: Option<Arc<Http>>,
     pub metrics_cache: MetricsCache,
     pub derived: crate::metrics::Derived,
+    pub feed: crate::feed::ActionFeed,
+    pub streams: Arc<crate::logs::stream::StreamLimits>,
     pub identity: IdentityResolver,
     pub resolve_limiter: ResolveRateLimiter,
     /// Encoded resolve replies whose every entry was a fresh cache row: (body, ETag, expiry).

@@ -183,6 +183,46 @@ pub struct Settings {
         global = true
     )]
     pub resolve_rate_per_min: u32,
+    /// Seconds between `: heartbeat` comments on live streams.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_SSE_HEARTBEAT_SECS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub sse_heartbeat_secs: u64,
+    /// Milliseconds between looks for rows written by other processes.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_SSE_POLL_MS",
+        default_value_t = 200,
+        global = true
+    )]
+    pub sse_poll_ms: u64,
+    /// Most rows replayed to a reconnecting stream before it is told to resync.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_SSE_REPLAY_MAX",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub sse_replay_max: u32,
+    /// Live streams open at once on this server.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_SSE_MAX_STREAMS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub sse_max_streams: usize,
+    /// Live streams open at once for one token or session.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_SSE_MAX_STREAMS_PER_PRINCIPAL",
+        default_value_t = 20,
+        global = true
+    )]
+    pub sse_max_streams_per_principal: usize,
 }
 
 impl Settings {
@@ -197,6 +237,11 @@ impl Settings {
             discord_timeout: std::time::Duration::from_millis(self.discord_timeout_ms.max(1)),
             discord_backoff: std::time::Duration::from_secs(self.discord_backoff_secs),
             resolve_rate_per_min: self.resolve_rate_per_min,
+            sse_heartbeat: std::time::Duration::from_secs(self.sse_heartbeat_secs.max(1)),
+            sse_poll: std::time::Duration::from_millis(self.sse_poll_ms.max(10)),
+            sse_replay_max: self.sse_replay_max,
+            sse_max_streams: self.sse_max_streams,
+            sse_max_streams_per_principal: self.sse_max_streams_per_principal,
             ..ApiSettings::default()
         }
     }

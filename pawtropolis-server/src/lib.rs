@@ -11,9 +11,7 @@ use std::{io::Write, time::Duration};
 
 use anyhow::Context as _;
 use migration::cli::{MigrateCommand, ensure_sqlite_dir};
-use pawtropolis_api::{
-    Clock as _, ManualClock, PawtropolisApi, SystemClock, auth::tokens, register_api_routes,
-};
+use pawtropolis_api::{Clock as _, PawtropolisApi, SystemClock, auth::tokens, register_api_routes};
 use poem::{
     Endpoint, EndpointExt, Route, Server,
     listener::{Acceptor, Listener, TcpListener},
@@ -193,10 +191,10 @@ pub async fn build_api_with_clock(
         Some(http) => builder = builder.discord_http(http),
         None => tracing::warn!("DISCORD_TOKEN is not set: Discord lookups are skipped"),
     }
+    // `PAWTROPOLIS_NOW` moves only the metrics windows (ApiSettings::now); cache lifetimes and
+    // token bookkeeping keep the real clock.
     if let Some(clock) = clock {
         builder = builder.clock(clock);
-    } else if let Some(now) = settings.now {
-        builder = builder.clock(std::sync::Arc::new(ManualClock::new(now)));
     }
     Ok(builder.build().await?)
 }
@@ -248,7 +246,18 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
         )?;
     }
     Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app(&api), shutdown_signal(), Some(Duration::from_secs(10)))
+        .run_with_graceful_shutdown(
+            app(&api),
+            {
+                let api = api.clone();
+                async move {
+                    shutdown_signal().await;
+                    // Live streams never end by themselves: end them so shutdown completes.
+                    api.shutdown();
+                }
+            },
+            Some(Duration::from_secs(10)),
+        )
         .await
         .context("serving")?;
     tracing::info!("shut down cleanly");

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod fake_discord;
+pub mod sse;
 
 use std::{
     io::Write as _,
@@ -221,6 +222,8 @@ pub struct TestApp {
     pub tdb: TestDb,
     /// HTTP client.
     pub client: reqwest::Client,
+    /// The API behind the server (its recorder, feed and stream gauge).
+    pub api: pawtropolis_api::PawtropolisApi,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -274,6 +277,7 @@ impl TestApp {
             .unwrap();
         let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
         let app = pawtropolis_server::app(&api);
+        let handle = api.clone();
         let server = tokio::spawn(async move {
             poem::Server::new_with_acceptor(acceptor)
                 .run(app)
@@ -284,6 +288,7 @@ impl TestApp {
             base: format!("http://{addr}"),
             tdb,
             client: reqwest::Client::new(),
+            api: handle,
             server,
         }
     }
@@ -319,6 +324,7 @@ impl TestApp {
 
     /// Stops the server and drops the database.
     pub async fn finish(self) {
+        self.api.shutdown();
         self.server.abort();
         self.tdb.cleanup().await;
     }

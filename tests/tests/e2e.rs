@@ -15,4 +15,5 @@ mod e2e {
     pub mod metrics_charts;
     pub mod metrics_summary;
     pub mod openapi_spec;
+    pub mod stream;
 }

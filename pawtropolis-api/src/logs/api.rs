@@ -65,7 +65,7 @@ impl LogsApi {
         guild_id: Query<Snowflake>,
         /// Keep only these actions; repeat the parameter or separate values with commas
         /// (`action=approve&action=reject` or `action=approve,reject`).
-        action: Query<Vec<String>>,
+        action: Query<Option<Vec<String>>>,
         /// Keep only actions by this moderator (the row's `actor_id`).
         moderator_id: Query<Option<Snowflake>>,
         /// Keep only actions about this user.
@@ -101,7 +101,7 @@ impl LogsApi {
             other => other,
         };
         let filter = LogFilter {
-            actions: parse_actions(action.0)?,
+            actions: parse_actions(action.0.unwrap_or_default())?,
             moderator_id: moderator_id.0,
             subject_id: subject_id.0,
             app_id,

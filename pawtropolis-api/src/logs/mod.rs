@@ -3,6 +3,8 @@
 pub(crate) mod api;
 mod cursor;
 mod query;
+pub(crate) mod stream;
 
 pub use cursor::Cursor;
+pub(crate) use query::ITEM_COLUMNS;
 pub use query::{LogFilter, LogItem, LogsPage, list_logs};

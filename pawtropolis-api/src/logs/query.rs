@@ -141,9 +141,14 @@ pub async fn list_logs(
         bind(&mut sql, " AND created_at_s <= ?", t.into());
     }
     if let Some(c) = cursor {
-        bind(&mut sql, " AND (created_at_s < ?", c.created_at_s.into());
-        bind(&mut sql, " OR (created_at_s = ?", c.created_at_s.into());
-        bind(&mut sql, " AND id < ?))", c.id.into());
+        // A row-value comparison is one index range on both databases; the equivalent
+        // `a < x OR (a = x AND id < y)` is not, and would rescan earlier pages.
+        bind(
+            &mut sql,
+            " AND (created_at_s, id) < (?",
+            c.created_at_s.into(),
+        );
+        bind(&mut sql, ", ?)", c.id.into());
     }
     // One extra row tells whether another page exists without a COUNT.
     bind(

@@ -24,7 +24,8 @@ use crate::{
 pub(crate) struct MetricsApi;
 
 /// The cached reply under `key`, or `compute`'s, encoded once and kept for
-/// `PAWTROPOLIS_METRICS_CACHE_SECS`; 304 when `If-None-Match` names it.
+/// `PAWTROPOLIS_METRICS_CACHE_SECS` when `compute` says it may be (a reply with fallback
+/// identities is not kept); 304 when `If-None-Match` names it.
 async fn cached<T, F, Fut>(
     state: &ApiState,
     key: String,
@@ -34,14 +35,17 @@ async fn cached<T, F, Fut>(
 where
     T: Type + Serialize + Send,
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
+    Fut: Future<Output = Result<(T, bool), ApiError>>,
 {
     let cache = &state.metrics_cache;
     let body = match cache.get(&key) {
         Some(bytes) => JsonBytes::from_bytes(bytes),
         None => {
-            let body = JsonBytes::encode(&compute().await?)?;
-            cache.put(key, body.bytes().clone());
+            let (reply, keep) = compute().await?;
+            let body = JsonBytes::encode(&reply)?;
+            if keep {
+                cache.put(key, body.bytes().clone());
+            }
             body
         }
     };
@@ -90,9 +94,11 @@ impl MetricsApi {
                         m.avatar_url = Some(s.avatar_url.clone());
                     }
                 }
+                let keep = warnings.is_empty();
                 summary.warnings = Some(warnings);
+                return Ok((summary, keep));
             }
-            Ok(summary)
+            Ok((summary, true))
         })
         .await
     }
@@ -139,16 +145,20 @@ impl MetricsApi {
             bucket.as_str(),
             zone.name()
         );
-        cached(&state, key, if_none_match.0.as_deref(), || {
-            timeseries(
-                &state.db,
-                &state.derived,
-                &guild_id,
-                window,
-                bucket,
-                zone,
-                state.now_s(),
-            )
+        cached(&state, key, if_none_match.0.as_deref(), || async {
+            Ok((
+                timeseries(
+                    &state.db,
+                    &state.derived,
+                    &guild_id,
+                    window,
+                    bucket,
+                    zone,
+                    state.now_s(),
+                )
+                .await?,
+                true,
+            ))
         })
         .await
     }
@@ -191,16 +201,20 @@ impl MetricsApi {
             bucket.as_str(),
             zone.name()
         );
-        cached(&state, key, if_none_match.0.as_deref(), || {
-            latency(
-                &state.db,
-                &state.derived,
-                &guild_id,
-                window,
-                bucket,
-                zone,
-                state.now_s(),
-            )
+        cached(&state, key, if_none_match.0.as_deref(), || async {
+            Ok((
+                latency(
+                    &state.db,
+                    &state.derived,
+                    &guild_id,
+                    window,
+                    bucket,
+                    zone,
+                    state.now_s(),
+                )
+                .await?,
+                true,
+            ))
         })
         .await
     }

@@ -7,6 +7,10 @@
 //! inserts are not slowed (no triggers). On PostgreSQL, where concurrent writers can commit ids
 //! out of order and a watermark could skip rows, the same figures are computed from
 //! `action_log` directly.
+//!
+//! `action_log` is an append-only audit log: the bot inserts rows and never edits them. An
+//! edited or deleted row is not reflected in the derived counts until they are rebuilt
+//! (`migrate down -n 1`, then `migrate up`).
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
 use tokio::sync::Mutex;
@@ -30,7 +34,7 @@ pub struct SlotCounts {
 }
 
 /// Most `action_log` ids one catch-up transaction covers.
-const CATCH_UP_CHUNK: i64 = 50_000;
+const CATCH_UP_CHUNK: i64 = 20_000;
 
 const COUNTED: &str = "('app_submitted', 'claim', 'approve', 'accept', 'reject', 'perm_reject')";
 const DECISIONS: &str = "('approve', 'accept', 'reject', 'perm_reject')";

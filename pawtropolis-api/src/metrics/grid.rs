@@ -216,6 +216,20 @@ mod tests {
     }
 
     #[test]
+    fn new_york_spring_forward_day_has_23_hours() {
+        let tz = Zone::parse(Some("America/New_York")).expect("zone");
+        let day_start = 1_741_496_400; // 2025-03-09T00:00:00-05:00
+        let starts = bucket_starts(day_start, day_start + 23 * 3600 - 1, Bucket::Hour1, tz);
+        assert_eq!(starts.len(), 23);
+        let days = bucket_starts(day_start, day_start + 23 * 3600, Bucket::Day1, tz);
+        let shown: Vec<String> = days.iter().map(|d| tz.format(*d)).collect();
+        assert_eq!(
+            shown,
+            ["2025-03-09T00:00:00-05:00", "2025-03-10T00:00:00-04:00"]
+        );
+    }
+
+    #[test]
     fn kolkata_hours_start_at_half_past_utc() {
         let tz = Zone::parse(Some("Asia/Kolkata")).expect("zone");
         let starts = bucket_starts(NOW, NOW + 3 * 3600, Bucket::Hour1, tz);

@@ -252,8 +252,13 @@ async fn a_page_with_150_moderators_is_resolved_in_batches() {
             assert_eq!(item["display_name"], format!("mod{i}"));
         }
         assert_eq!(body["warnings"], serde_json::json!([]));
-        let distinct: BTreeSet<String> = fake.calls().into_iter().collect();
-        assert_eq!(distinct.len(), 150, "one lookup per moderator");
+        let calls = fake.calls();
+        let distinct: BTreeSet<&String> = calls.iter().collect();
+        assert_eq!(
+            (calls.len(), distinct.len()),
+            (150, 150),
+            "exactly one lookup per moderator"
+        );
 
         // Expansion does not count against the resolve endpoint's rate limit.
         for _ in 0..3 {

@@ -1,0 +1,9 @@
+//! The live feed of `action_log`: [`ActionFeed`] is the one publisher of new rows, whoever
+//! wrote them, and [`ActionRecorder`] is how a host writes actions so dashboards see them at
+//! once.
+
+pub(crate) mod publisher;
+mod recorder;
+
+pub use publisher::{ActionFeed, FeedEvent};
+pub use recorder::{ActionRecorder, NewAction};

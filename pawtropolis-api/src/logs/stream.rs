@@ -1,0 +1,372 @@
+//! `GET /api/logs/stream`: the live action log over Server-Sent Events.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use futures_util::{StreamExt as _, stream::BoxStream};
+use poem::{Body, IntoResponse, Request, Response, web::Data};
+use poem_openapi::{
+    ApiResponse,
+    param::{Header, Query},
+    payload::{Json, Payload},
+    registry::{MetaSchema, MetaSchemaRef},
+};
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    ApiTags,
+    auth::{Auth, Credential, SESSION_COOKIE},
+    db,
+    error::{ApiError, ErrorBody, ErrorDetail},
+    feed::publisher::frame_of,
+    logs::{ITEM_COLUMNS, LogItem},
+    snowflake::Snowflake,
+    state::SharedState,
+};
+
+/// Seconds a refused client should wait before reconnecting.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// Open streams, in all and per principal, so that no one can hold unbounded resources.
+pub struct StreamLimits {
+    max_total: usize,
+    max_per_principal: usize,
+    open: AtomicUsize,
+    per_principal: Mutex<HashMap<String, usize>>,
+}
+
+/// Why a stream was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LimitError {
+    /// The server holds its maximum of streams.
+    ServerFull,
+    /// This principal holds its maximum of streams.
+    PrincipalFull,
+}
+
+/// One open stream; dropping it (the client went away) frees its place at once.
+pub struct StreamPermit {
+    limits: Arc<StreamLimits>,
+    principal: String,
+}
+
+impl StreamLimits {
+    /// Limits of `max_total` streams, `max_per_principal` of them for one principal.
+    pub fn new(max_total: usize, max_per_principal: usize) -> Self {
+        Self {
+            max_total,
+            max_per_principal,
+            open: AtomicUsize::new(0),
+            per_principal: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Takes a place for `principal`.
+    pub fn acquire(self: &Arc<Self>, principal: &str) -> Result<StreamPermit, LimitError> {
+        let mut per = self.per_principal.lock().unwrap_or_else(|p| p.into_inner());
+        if self.open.load(Ordering::SeqCst) >= self.max_total {
+            return Err(LimitError::ServerFull);
+        }
+        let mine = per.entry(principal.to_owned()).or_insert(0);
+        if *mine >= self.max_per_principal {
+            return Err(LimitError::PrincipalFull);
+        }
+        *mine += 1;
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Ok(StreamPermit {
+            limits: self.clone(),
+            principal: principal.to_owned(),
+        })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut per = self
+            .limits
+            .per_principal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&self.principal) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&self.principal);
+            }
+        }
+        self.limits.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A `text/event-stream` body.
+pub struct EventStream(BoxStream<'static, Result<Bytes, std::io::Error>>);
+
+impl Payload for EventStream {
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
+    }
+}
+
+impl IntoResponse for EventStream {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .content_type("text/event-stream")
+            .body(Body::from_bytes_stream(self.0))
+    }
+}
+
+#[derive(ApiResponse)]
+enum StreamResponse {
+    /// The event stream.
+    #[oai(status = 200)]
+    Ok(
+        EventStream,
+        /// `no-cache`.
+        #[oai(header = "Cache-Control")]
+        String,
+        /// `no`: proxies must not buffer the stream.
+        #[oai(header = "X-Accel-Buffering")]
+        String,
+    ),
+    /// This session already holds its maximum of open streams.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds to wait before reconnecting.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
+}
+
+/// The live stream.
+pub(crate) struct StreamApi;
+
+enum Step {
+    Event(Result<Arc<crate::feed::FeedEvent>, RecvError>),
+    Heartbeat,
+    Stop,
+}
+
+enum Replay {
+    Frames(Vec<Bytes>),
+    TooMany,
+}
+
+/// Rows of `guild` with `after < id <= upto`, as frames, unless there are more than `max`.
+async fn replay(
+    db: &DatabaseConnection,
+    guild: &str,
+    after: i64,
+    upto: i64,
+    max: u32,
+) -> Result<Replay, ApiError> {
+    if upto <= after {
+        return Ok(Replay::Frames(Vec::new()));
+    }
+    let rows = db::query_all(
+        db,
+        format!("SELECT {ITEM_COLUMNS} FROM action_log WHERE guild_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4"),
+        vec![guild.into(), after.into(), upto.into(), (i64::from(max) + 1).into()],
+    )
+    .await?;
+    if rows.len() > max as usize {
+        return Ok(Replay::TooMany);
+    }
+    rows.iter()
+        .map(|r| {
+            LogItem::from_row(r)
+                .map(|item| frame_of(&item))
+                .map_err(ApiError::from)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Replay::Frames)
+}
+
+const RESYNC: &[u8] =
+    b"event: resync\ndata: {\"reason\":\"too many events were missed; reload the log\"}\n\n";
+
+/// The credential of the request, kept to re-check it while the stream is open.
+enum Held {
+    Bearer(String),
+    Cookie(String),
+}
+
+fn held_credential(req: &Request) -> Option<Held> {
+    if let Some(token) = req.header("authorization").and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+    }) {
+        return Some(Held::Bearer(token.trim().to_owned()));
+    }
+    req.cookie()
+        .get(SESSION_COOKIE)
+        .map(|c| Held::Cookie(c.value_str().to_owned()))
+}
+
+#[poem_openapi::OpenApi(tag = "ApiTags::Logs")]
+impl StreamApi {
+    /// Follow the action log live
+    ///
+    /// Server-Sent Events of one guild: `id: <action_log.id>`, `event: action`, and `data:` one
+    /// JSON line with the fields of a `/api/logs` item plus `timestamp` (RFC 3339). A comment
+    /// opens the stream at once, a `retry:` hint follows, and `: heartbeat` comes every
+    /// `PAWTROPOLIS_SSE_HEARTBEAT_SECS` (20 s). To resume after a disconnect, send the last id
+    /// received as the `Last-Event-ID` header (EventSource does this itself) or the
+    /// `last_event_id` parameter: every later row is replayed in id order, then the stream goes
+    /// on live, with no gap and no duplicate. When more than `PAWTROPOLIS_SSE_REPLAY_MAX` rows
+    /// were missed, an `event: resync` asks the client to reload the log instead. At most
+    /// 20 open streams per session (429) and 10,000 per server (503).
+    #[oai(path = "/logs/stream", method = "get", operation_id = "streamLogs")]
+    async fn stream(
+        &self,
+        auth: Auth,
+        state: Data<&SharedState>,
+        req: &Request,
+        /// Guild to follow (a snowflake).
+        guild_id: Query<Snowflake>,
+        /// Resume after this event id (for clients that cannot set `Last-Event-ID`; the header
+        /// wins when both are given).
+        last_event_id: Query<Option<i64>>,
+        /// Resume after this event id (sent by EventSource when it reconnects).
+        #[oai(name = "Last-Event-ID")]
+        last_event_id_header: Header<Option<String>>,
+    ) -> Result<StreamResponse, ApiError> {
+        let guild_id = guild_id.0;
+        let principal = auth.principal();
+        principal.authorize(&guild_id)?;
+        let resume = match last_event_id_header
+            .0
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(h) => Some(h.parse::<i64>().map_err(|_| {
+                ApiError::invalid("Last-Event-ID must be an event id (an integer)")
+            })?),
+            None => last_event_id.0,
+        };
+        let permit = match state.streams.acquire(&principal.subject) {
+            Ok(p) => p,
+            Err(LimitError::PrincipalFull) => {
+                let body = ErrorBody {
+                    error: ErrorDetail {
+                        code: "rate_limited".into(),
+                        message: "this session holds its maximum of open streams".into(),
+                    },
+                };
+                return Ok(StreamResponse::TooManyRequests(
+                    Json(body),
+                    RETRY_AFTER_SECS,
+                ));
+            }
+            Err(LimitError::ServerFull) => {
+                return Err(ApiError::Unavailable {
+                    retry_after_secs: RETRY_AFTER_SECS,
+                    message: "the server holds its maximum of open streams".into(),
+                });
+            }
+        };
+        let state = state.0.clone();
+        let held = held_credential(req);
+        let guild = guild_id.into_string();
+        let body = async_stream::stream! {
+            // Lives as long as the stream: a disconnect drops it and frees the place.
+            let _permit = permit;
+            let feed = state.feed.clone();
+            // Subscribe first, then read the mark: every row is either at or below the mark
+            // (in the database) or on the channel.
+            let mut rx = feed.subscribe();
+            let mut stopped = feed.stopped();
+            let mark = feed.high_water();
+            let settings = &state.settings;
+            yield Ok::<Bytes, std::io::Error>(Bytes::from(format!(
+                ": stream open\nretry: {}\n\n",
+                settings.sse_retry_ms
+            )));
+            let mut covered = mark;
+            if let Some(after) = resume {
+                match replay(&state.db, &guild, after, mark, settings.sse_replay_max).await {
+                    Ok(Replay::Frames(frames)) => {
+                        for f in frames {
+                            yield Ok(f);
+                        }
+                    }
+                    Ok(Replay::TooMany) => yield Ok(Bytes::from_static(RESYNC)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stream replay failed; closing so the client retries");
+                        return;
+                    }
+                }
+                covered = covered.max(after);
+            }
+            let period = settings.sse_heartbeat;
+            let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                // `yield` stays outside `select!`: the macro's branches are not the stream's body.
+                let step = tokio::select! {
+                    event = rx.recv() => Step::Event(event),
+                    _ = heartbeat.tick() => Step::Heartbeat,
+                    _ = stopped.changed() => Step::Stop,
+                };
+                match step {
+                    Step::Event(Ok(ev)) => {
+                        if ev.id > covered {
+                            covered = ev.id;
+                            if ev.guild_id == guild {
+                                yield Ok(ev.frame.clone());
+                            }
+                        }
+                    }
+                    // Fell behind the channel: catch up from the database instead of buffering.
+                    Step::Event(Err(RecvError::Lagged(_))) => {
+                        let upto = feed.high_water();
+                        match replay(&state.db, &guild, covered, upto, settings.sse_replay_max).await {
+                            Ok(Replay::Frames(frames)) => {
+                                for f in frames {
+                                    yield Ok(f);
+                                }
+                            }
+                            Ok(Replay::TooMany) => yield Ok(Bytes::from_static(RESYNC)),
+                            Err(_) => return,
+                        }
+                        covered = covered.max(upto);
+                    }
+                    Step::Event(Err(RecvError::Closed)) | Step::Stop => return,
+                    Step::Heartbeat => {
+                        // A revoked token or expired session ends its streams.
+                        let still_valid = match &held {
+                            Some(Held::Bearer(t)) => state.verifier.verify(Credential::Bearer(t)).await,
+                            Some(Held::Cookie(c)) => state.verifier.verify(Credential::SessionCookie(c)).await,
+                            None => Ok(None),
+                        };
+                        match still_valid {
+                            Ok(Some(p)) if p.guilds.allows(&guild) => {}
+                            Ok(_) => return,
+                            // The verifier itself failed (database hiccup): keep the stream.
+                            Err(e) => tracing::warn!(error = %e, "could not re-check a stream's session"),
+                        }
+                        yield Ok(Bytes::from_static(b": heartbeat\n\n"));
+                    }
+                }
+            }
+        };
+        Ok(StreamResponse::Ok(
+            EventStream(body.boxed()),
+            "no-cache".into(),
+            "no".into(),
+        ))
+    }
+}

@@ -1,0 +1,292 @@
+//! `GET /api/logs/stream`: headers, heartbeat, live events from every kind of writer,
+//! resumption, isolation, resync, limits and cleanup.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use pawtropolis_api::feed::NewAction;
+use pawtropolis_tests::{Backend, GUILD_A, GUILD_B, TestApp, backends, run_cli, sse::SseClient};
+
+const M: &str = "700000000000000001";
+const SECS: Duration = Duration::from_secs(5);
+
+fn path(extra: &str) -> String {
+    format!("/api/logs/stream?guild_id={GUILD_A}{extra}")
+}
+
+fn action(guild: &str, what: &str) -> NewAction {
+    NewAction {
+        guild_id: guild.into(),
+        action: what.into(),
+        actor_id: M.into(),
+        subject_id: Some("800000000000000001".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn headers_first_comment_heartbeat_and_live_events() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, &["--sse-heartbeat-secs", "1"]).await;
+        let token = app.token(&[GUILD_A]).await;
+        let mut s = SseClient::connect(&app.base, &path(""), &token, None).await;
+        assert_eq!(s.status, 200);
+        assert_eq!(s.headers["content-type"], "text/event-stream");
+        assert_eq!(s.headers["cache-control"], "no-cache");
+        assert_eq!(s.headers["x-accel-buffering"], "no");
+        let first = s.next_block(SECS).await.expect("first block");
+        assert_eq!(first.comments, ["stream open"]);
+        assert_eq!(first.retry, Some(3000));
+        let hb = s
+            .next_block(Duration::from_secs(3))
+            .await
+            .expect("heartbeat");
+        assert_eq!(hb.comments, ["heartbeat"]);
+
+        // From the host's recorder: out at once.
+        let started = std::time::Instant::now();
+        let id = app
+            .api
+            .recorder()
+            .record(action(GUILD_A, "claim"))
+            .await
+            .unwrap();
+        let ev = s.next_action(SECS).await.expect("recorded event");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(ev.id, Some(id));
+        assert_eq!(ev.event.as_deref(), Some("action"));
+        let data = ev.json();
+        assert_eq!(data["id"], id);
+        assert_eq!(data["action"], "claim");
+        assert_eq!(data["moderator_id"], M);
+        assert_eq!(data["guild_id"], GUILD_A);
+        assert!(data["timestamp"].as_str().unwrap().ends_with('Z'));
+        for field in [
+            "subject_id",
+            "app_id",
+            "app_code",
+            "reason",
+            "meta",
+            "created_at",
+            "created_at_s",
+        ] {
+            assert!(data.get(field).is_some(), "missing {field}: {data}");
+        }
+
+        // From another connection, as the bot writing the same database.
+        let other = app
+            .tdb
+            .insert_action(
+                GUILD_A,
+                "approve",
+                M,
+                None,
+                None,
+                1_761_004_800,
+                Some(r#"{"x":1}"#),
+            )
+            .await;
+        let ev = s.next_action(SECS).await.expect("polled event");
+        assert_eq!(ev.id, Some(other));
+        assert_eq!(ev.json()["meta"], serde_json::json!({"x": 1}));
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn resume_isolation_and_resync() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, &["--sse-replay-max", "5"]).await;
+        let token = app.token(&[GUILD_A]).await;
+        let rec = app.api.recorder();
+        let mut s = SseClient::connect(&app.base, &path(""), &token, None).await;
+        s.next_block(SECS).await.expect("open");
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(rec.record(action(GUILD_A, "claim")).await.unwrap());
+            rec.record(action(GUILD_B, "claim")).await.unwrap();
+        }
+        for want in &ids {
+            assert_eq!(
+                s.next_action(SECS).await.unwrap().id,
+                Some(*want),
+                "guild B never shows up"
+            );
+        }
+        drop(s);
+
+        // Missed while away: two of guild A, one of guild B.
+        let missed = [
+            rec.record(action(GUILD_A, "approve")).await.unwrap(),
+            rec.record(action(GUILD_B, "approve")).await.unwrap(),
+            rec.record(action(GUILD_A, "reject")).await.unwrap(),
+        ];
+        let last = ids[2].to_string();
+        // Guild A's rows after `last`, which every resumption must replay in order.
+        let mut after_last = vec![missed[0], missed[2]];
+        for how in ["header", "query", "both"] {
+            let (p, header) = match how {
+                "header" => (path(""), Some(last.as_str())),
+                "query" => (path(&format!("&last_event_id={last}")), None),
+                // The header wins over the parameter.
+                _ => (path("&last_event_id=1"), Some(last.as_str())),
+            };
+            let mut s = SseClient::connect(&app.base, &p, &token, header).await;
+            for want in &after_last {
+                assert_eq!(s.next_action(SECS).await.unwrap().id, Some(*want), "{how}");
+            }
+            // Then live, without a gap or a duplicate.
+            let live = rec.record(action(GUILD_A, "kick")).await.unwrap();
+            assert_eq!(s.next_action(SECS).await.unwrap().id, Some(live), "{how}");
+            assert!(
+                s.next_action(Duration::from_millis(400)).await.is_none(),
+                "{how}: nothing else"
+            );
+            after_last.push(live);
+        }
+
+        // More than the replay bound was missed: resync, then live.
+        let mut s = SseClient::connect(&app.base, &path("&last_event_id=0"), &token, None).await;
+        let first = s.next_action(SECS).await.unwrap();
+        assert_eq!(first.event.as_deref(), Some("resync"));
+        let live = rec.record(action(GUILD_A, "claim")).await.unwrap();
+        assert_eq!(s.next_action(SECS).await.unwrap().id, Some(live));
+
+        let bad = SseClient::connect(&app.base, &path(""), &token, Some("abc")).await;
+        assert_eq!(bad.status, 400);
+        let other = SseClient::connect(
+            &app.base,
+            &format!("/api/logs/stream?guild_id={GUILD_B}"),
+            &token,
+            None,
+        )
+        .await;
+        assert_eq!(other.status, 403);
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn limits_cleanup_revocation_and_shutdown() {
+    let app = TestApp::spawn_with(
+        &Backend::Sqlite,
+        &[
+            "--sse-max-streams",
+            "3",
+            "--sse-max-streams-per-principal",
+            "2",
+            "--sse-heartbeat-secs",
+            "1",
+        ],
+    )
+    .await;
+    let t1 = app.token(&[GUILD_A]).await;
+    let t2 = app.token(&[GUILD_A]).await;
+    let a = SseClient::connect(&app.base, &path(""), &t1, None).await;
+    let b = SseClient::connect(&app.base, &path(""), &t1, None).await;
+    assert_eq!(app.api.open_streams(), 2);
+    let refused = SseClient::connect(&app.base, &path(""), &t1, None).await;
+    assert_eq!(refused.status, 429);
+    assert!(refused.headers.contains_key("retry-after"));
+    let mut c = SseClient::connect(&app.base, &path(""), &t2, None).await;
+    assert_eq!(c.status, 200);
+    let full = SseClient::connect(&app.base, &path(""), &t2, None).await;
+    assert_eq!(full.status, 503);
+    assert!(full.headers.contains_key("retry-after"));
+
+    // A disconnect frees its place at once.
+    drop(a);
+    drop(b);
+    let mut waited = 0;
+    while app.api.open_streams() != 1 && waited < 50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(app.api.open_streams(), 1);
+
+    // A revoked token closes its stream (at the next re-check after the token cache expires).
+    c.next_block(SECS).await.expect("open");
+    run_cli(&app.tdb.url, &["token", "revoke", &t2])
+        .await
+        .unwrap();
+    assert!(
+        c.ended_within(Duration::from_secs(10)).await,
+        "revoked stream still open"
+    );
+
+    // Shutdown ends the remaining streams cleanly.
+    let mut d = SseClient::connect(&app.base, &path(""), &t1, None).await;
+    d.next_block(SECS).await.expect("open");
+    app.api.shutdown();
+    assert!(d.ended_within(SECS).await);
+    let mut waited = 0;
+    while app.api.open_streams() != 0 && waited < 50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(app.api.open_streams(), 0, "the gauge goes back to zero");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_every_id_exactly_once_in_order() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, &["--sse-poll-ms", "50"]).await;
+        let token = app.token(&[GUILD_A]).await;
+        let mut s = SseClient::connect(&app.base, &path(""), &token, None).await;
+        s.next_block(SECS).await.expect("open");
+        // Two writers on their own connections, as two bot processes would be.
+        let w1 = pawtropolis_api::db::connect(&app.tdb.url, 1).await.unwrap();
+        let w2 = pawtropolis_api::db::connect(&app.tdb.url, 1).await.unwrap();
+        // Some inserts sit in a transaction for a while before committing, so that on
+        // PostgreSQL a higher id of the other writer commits first.
+        let write = |db: sea_orm::DatabaseConnection, offset: usize| async move {
+            use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+            let insert = |i: usize| {
+                sea_orm::Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, $2, 'claim', $3) RETURNING id",
+                    vec![
+                        GUILD_A.into(),
+                        M.into(),
+                        (1_761_000_000i64 + i as i64).into(),
+                    ],
+                )
+            };
+            let mut ids = Vec::new();
+            for i in 0..500 {
+                let row = if (i + offset).is_multiple_of(50) {
+                    let txn = db.begin().await.unwrap();
+                    let row = txn.query_one_raw(insert(i)).await.unwrap().unwrap();
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    txn.commit().await.unwrap();
+                    row
+                } else {
+                    db.query_one_raw(insert(i)).await.unwrap().unwrap()
+                };
+                ids.push(row.try_get::<i64>("", "id").unwrap());
+            }
+            ids
+        };
+        let (a, b) = tokio::join!(write(w1, 0), write(w2, 25));
+        let expected: BTreeSet<i64> = a.into_iter().chain(b).collect();
+        assert_eq!(expected.len(), 1000);
+        let mut got = Vec::new();
+        while got.len() < 1000 {
+            match s.next_action(Duration::from_secs(10)).await {
+                Some(ev) => got.push(ev.id.unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(got.len(), 1000, "on {}", backend.name());
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "in id order, no duplicate"
+        );
+        assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected);
+        app.finish().await;
+    }
+}
