@@ -298,7 +298,8 @@ impl StreamApi {
             )));
             let mut covered = mark;
             if let Some(after) = resume {
-                match replay(&state.db, &guild, after, mark, settings.sse_replay_max).await {
+                // Boxed: an idle stream should not carry the size of a database query future.
+                match Box::pin(replay(&state.db, &guild, after, mark, settings.sse_replay_max)).await {
                     Ok(Replay::Frames(frames)) => {
                         for f in frames {
                             yield Ok(f);
@@ -333,7 +334,7 @@ impl StreamApi {
                     // Fell behind the channel: catch up from the database instead of buffering.
                     Step::Event(Err(RecvError::Lagged(_))) => {
                         let upto = feed.high_water();
-                        match replay(&state.db, &guild, covered, upto, settings.sse_replay_max).await {
+                        match Box::pin(replay(&state.db, &guild, covered, upto, settings.sse_replay_max)).await {
                             Ok(Replay::Frames(frames)) => {
                                 for f in frames {
                                     yield Ok(f);
