@@ -13,6 +13,7 @@ pub mod cli;
 mod m20250101_000001_bot_tables;
 mod m20250101_000002_api_tables;
 mod m20250101_000003_metrics_tables;
+mod m20250101_000004_sessions;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_bot_tables::Migration),
             Box::new(m20250101_000002_api_tables::Migration),
             Box::new(m20250101_000003_metrics_tables::Migration),
+            Box::new(m20250101_000004_sessions::Migration),
         ]
     }
 }

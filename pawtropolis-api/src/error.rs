@@ -238,6 +238,13 @@ pub(crate) async fn render_error(err: poem::Error) -> Response {
         return poem::error::ResponseError::as_response(api);
     }
     let status = err.status();
+    if err.is::<poem::error::CorsError>() {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "bad_origin",
+            "cross-site request refused: this origin is not the dashboard's",
+        );
+    }
     let code = match status {
         StatusCode::BAD_REQUEST => "invalid_parameter",
         StatusCode::UNAUTHORIZED => "unauthorized",

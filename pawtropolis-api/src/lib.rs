@@ -192,9 +192,24 @@ impl PawtropolisApiBuilder {
     /// Builds the API.
     pub async fn build(self) -> Result<PawtropolisApi, ApiError> {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let verifier = self
-            .verifier
-            .unwrap_or_else(|| Arc::new(ApiTokenVerifier::new(self.db.clone(), clock.clone())));
+        let login = self.settings.login.clone().map(|settings| {
+            Arc::new(auth::login::Login {
+                discord: auth::discord::DiscordLogin::new(&settings),
+                store: auth::SessionStore::new(self.db.clone(), clock.clone(), settings.clone()),
+                settings,
+            })
+        });
+        // Default: API tokens, plus dashboard sessions when the Discord login is configured.
+        let verifier = self.verifier.unwrap_or_else(|| {
+            let mut chain = auth::VerifierChain::new().with(Arc::new(ApiTokenVerifier::new(
+                self.db.clone(),
+                clock.clone(),
+            )));
+            if let Some(l) = &login {
+                chain = chain.with(Arc::new(l.store.clone()));
+            }
+            Arc::new(chain)
+        });
         let source = self.identity_source.or_else(|| {
             self.discord
                 .clone()
@@ -217,6 +232,7 @@ impl PawtropolisApiBuilder {
             derived: metrics::Derived::new(),
             feed,
             streams,
+            login,
             metrics_cache: MetricsCache::new(self.settings.metrics_cache_secs),
             db: self.db,
             settings: self.settings,
@@ -271,13 +287,47 @@ pub fn register_api_routes(route: Route, api: &PawtropolisApi) -> Route {
     let service = openapi_service();
     let docs = service.swagger_ui();
     let spec = service.spec_endpoint();
+    // Browsers may call the API only from the dashboard's origin, with credentials.
+    let public = api.state.settings.public_url.clone();
+    let cors = move || {
+        let mut c = poem::middleware::Cors::new()
+            .allow_credentials(true)
+            .allow_methods([
+                poem::http::Method::GET,
+                poem::http::Method::PUT,
+                poem::http::Method::POST,
+            ])
+            .allow_headers([
+                "authorization",
+                "content-type",
+                "if-none-match",
+                "last-event-id",
+            ]);
+        if let Some(url) = &public {
+            c = c.allow_origin(state::origin_of(url.trim_end_matches('/')));
+        }
+        c
+    };
+    let with_cors = api.state.settings.public_url.is_some();
+    // CORS inside the error renderer, so that its refusals get the JSON error body too.
     let api_tree = Route::new()
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", service)
+        .with_if(with_cors, cors())
         .catch_all_error(error::render_error)
         .data(api.state.clone());
-    route
+    let route = route
         .nest("/api", api_tree)
-        .at("/health", health::health.data(api.state.clone()))
+        .at("/health", health::health.data(api.state.clone()));
+    if api.state.login.is_some() {
+        route.nest(
+            "/auth",
+            auth::login::routes()
+                .data(api.state.clone())
+                .with_if(with_cors, cors()),
+        )
+    } else {
+        route
+    }
 }

@@ -3,6 +3,40 @@
 
 use std::time::Duration;
 
+/// Discord OAuth2 login of dashboard users (all of `DISCORD_CLIENT_ID`,
+/// `DISCORD_CLIENT_SECRET` and `PAWTROPOLIS_PUBLIC_URL` set).
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// The Discord application's client id.
+    pub client_id: String,
+    /// The Discord application's client secret.
+    pub client_secret: String,
+    /// Origin browsers use (`https://dash.example.org`); the redirect URI is
+    /// `{public_url}/auth/callback`.
+    pub public_url: String,
+    /// Discord's origin; authorize, token and API URLs derive from it.
+    pub discord_api_base: String,
+    /// Users who may read every guild.
+    pub owner_ids: Vec<String>,
+    /// Seconds between re-checks of a session's guild roles on Discord (600).
+    pub role_recheck_secs: i64,
+    /// Seconds a session lives without use (6 hours).
+    pub idle_secs: i64,
+    /// Seconds a session lives at most (7 days).
+    pub absolute_secs: i64,
+}
+
+impl LoginSettings {
+    /// True when the cookie may go without `Secure`: the server is explicitly run on
+    /// plain-HTTP localhost.
+    pub fn insecure_localhost(&self) -> bool {
+        let u = self.public_url.to_ascii_lowercase();
+        u.starts_with("http://localhost")
+            || u.starts_with("http://127.0.0.1")
+            || u.starts_with("http://[::1]")
+    }
+}
+
 /// Tunable behaviour of the API. `Default` gives the values of the specification.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -51,6 +85,9 @@ pub struct ApiSettings {
     pub sse_max_streams_per_principal: usize,
     /// Reconnection delay suggested to clients (`retry:`), milliseconds.
     pub sse_retry_ms: u64,
+    /// Discord login of dashboard users; `None` leaves only API tokens (and the host's own
+    /// verifier).
+    pub login: Option<LoginSettings>,
 }
 
 impl Default for ApiSettings {
@@ -74,6 +111,7 @@ impl Default for ApiSettings {
             sse_max_streams: 10_000,
             sse_max_streams_per_principal: 20,
             sse_retry_ms: 3_000,
+            login: None,
         }
     }
 }

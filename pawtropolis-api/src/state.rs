@@ -26,6 +26,7 @@ pub(crate) struct ApiState {
     pub derived: crate::metrics::Derived,
     pub feed: crate::feed::ActionFeed,
     pub streams: Arc<crate::logs::stream::StreamLimits>,
+    pub login: Option<Arc<crate::auth::login::Login>>,
     pub identity: IdentityResolver,
     pub resolve_limiter: ResolveRateLimiter,
     /// Encoded resolve replies whose every entry was a fresh cache row: (body, ETag, expiry).
@@ -41,7 +42,7 @@ impl ApiState {
     }
 }
 
-fn origin_of(url: &str) -> &str {
+pub(crate) fn origin_of(url: &str) -> &str {
     // "https://dash.example.org/path" -> "https://dash.example.org"
     match url.find("://") {
         Some(i) => match url[i + 3..].find('/') {

@@ -215,6 +215,50 @@ pub struct Settings {
         global = true
     )]
     pub sse_max_streams: usize,
+    /// Discord application client id (enables the dashboard login with the secret and
+    /// `PAWTROPOLIS_PUBLIC_URL`).
+    #[arg(long, env = "DISCORD_CLIENT_ID", global = true)]
+    pub discord_client_id: Option<String>,
+    /// Discord application client secret.
+    #[arg(
+        long,
+        env = "DISCORD_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub discord_client_secret: Option<String>,
+    /// Discord user ids that may read every guild (comma-separated).
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_OWNER_IDS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub owner_ids: Vec<String>,
+    /// Seconds between re-checks of a session's guild roles on Discord.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_ROLE_RECHECK_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub role_recheck_secs: i64,
+    /// Seconds a dashboard session lives without use.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_SESSION_IDLE_SECS",
+        default_value_t = 21_600,
+        global = true
+    )]
+    pub session_idle_secs: i64,
+    /// Seconds a dashboard session lives at most.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_SESSION_MAX_SECS",
+        default_value_t = 604_800,
+        global = true
+    )]
+    pub session_max_secs: i64,
     /// Live streams open at once for one token or session.
     #[arg(
         long,
@@ -242,8 +286,40 @@ impl Settings {
             sse_replay_max: self.sse_replay_max,
             sse_max_streams: self.sse_max_streams,
             sse_max_streams_per_principal: self.sse_max_streams_per_principal,
+            login: self.login_settings(),
             ..ApiSettings::default()
         }
+    }
+
+    /// The Discord login, when its client id, secret and public URL are all set.
+    pub fn login_settings(&self) -> Option<pawtropolis_api::settings::LoginSettings> {
+        let id = self
+            .discord_client_id
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())?;
+        let secret = self
+            .discord_client_secret
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())?;
+        let public = self
+            .public_url
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())?;
+        Some(pawtropolis_api::settings::LoginSettings {
+            client_id: id.trim().to_owned(),
+            client_secret: secret.trim().to_owned(),
+            public_url: public.trim().trim_end_matches('/').to_owned(),
+            discord_api_base: self.discord_api_base.trim_end_matches('/').to_owned(),
+            owner_ids: self
+                .owner_ids
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            role_recheck_secs: self.role_recheck_secs.max(1),
+            idle_secs: self.session_idle_secs.max(60),
+            absolute_secs: self.session_max_secs.max(60),
+        })
     }
 
     /// The serenity HTTP client, when a bot token is configured.

@@ -59,6 +59,8 @@ struct State {
     trouble: Mutex<HashMap<String, Trouble>>,
     default_trouble: Mutex<Option<Trouble>>,
     calls: Mutex<Vec<String>>,
+    /// OAuth2 code -> user id.
+    codes: Mutex<HashMap<String, String>>,
 }
 
 /// The running fake.
@@ -163,13 +165,110 @@ async fn get_user(Path(user): Path<String>, state: Data<&Arc<State>>) -> Respons
     }
 }
 
+fn bearer_user(req: &poem::Request, state: &State) -> Option<String> {
+    let token = req.header("authorization")?.strip_prefix("Bearer ")?;
+    let user = token.strip_prefix("user-token-")?;
+    state
+        .users
+        .lock()
+        .unwrap()
+        .contains_key(user)
+        .then(|| user.to_owned())
+}
+
+#[handler]
+async fn oauth_token(body: String, state: Data<&Arc<State>>) -> Response {
+    state.calls.lock().unwrap().push("oauth token".into());
+    let form: HashMap<String, String> = body
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.replace("%2F", "/").replace("%3A", ":")))
+        .collect();
+    let ok = form.get("grant_type").map(String::as_str) == Some("authorization_code")
+        && form.get("client_id").map(String::as_str) == Some("test-client")
+        && form.get("client_secret").map(String::as_str) == Some("test-secret");
+    match (
+        ok,
+        form.get("code")
+            .and_then(|c| state.codes.lock().unwrap().remove(c)),
+    ) {
+        (true, Some(user)) => poem::web::Json(json!({
+            "access_token": format!("user-token-{user}"),
+            "token_type": "Bearer",
+            "expires_in": 604800,
+            "scope": "identify guilds.members.read",
+        }))
+        .into_response(),
+        _ => discord_error(StatusCode::BAD_REQUEST, 0, "invalid_grant"),
+    }
+}
+
+#[handler]
+async fn me(req: &poem::Request, state: Data<&Arc<State>>) -> Response {
+    state.calls.lock().unwrap().push("oauth me".into());
+    match bearer_user(req, &state) {
+        Some(id) => {
+            let u = state
+                .users
+                .lock()
+                .unwrap()
+                .get(&id)
+                .cloned()
+                .unwrap_or_default();
+            poem::web::Json(user_json(&id, &u)).into_response()
+        }
+        None => discord_error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized"),
+    }
+}
+
+#[handler]
+async fn my_member(
+    req: &poem::Request,
+    Path(guild): Path<String>,
+    state: Data<&Arc<State>>,
+) -> Response {
+    state
+        .calls
+        .lock()
+        .unwrap()
+        .push(format!("oauth member {guild}"));
+    let Some(id) = bearer_user(req, &state) else {
+        return discord_error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    };
+    match state.members.lock().unwrap().get(&(guild, id)) {
+        Some(m) => poem::web::Json(json!({"roles": m.roles, "nick": m.nick})).into_response(),
+        None => discord_error(StatusCode::NOT_FOUND, 10004, "Unknown Guild"),
+    }
+}
+
 impl FakeDiscord {
+    /// Makes `code` a valid OAuth2 code for `user` (once).
+    pub fn add_oauth_code(&self, code: &str, user: &str) {
+        self.state
+            .codes
+            .lock()
+            .unwrap()
+            .insert(code.to_owned(), user.to_owned());
+    }
+
+    /// Sets a member's roles in `guild`.
+    pub fn set_roles(&self, guild: &str, id: &str, roles: &[&str]) {
+        let mut members = self.state.members.lock().unwrap();
+        let m = members
+            .entry((guild.to_owned(), id.to_owned()))
+            .or_default();
+        m.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    }
+
     /// Starts the fake on a random port.
     pub async fn start() -> Self {
         let state = Arc::new(State::default());
         let app = Route::new()
             .at("/api/v10/guilds/:guild/members/:user", get(get_member))
+            .at("/api/v10/users/@me", get(me))
+            .at("/api/v10/users/@me/guilds/:guild/member", get(my_member))
             .at("/api/v10/users/:user", get(get_user))
+            .at("/api/oauth2/token", poem::post(oauth_token))
             .data(state.clone());
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()

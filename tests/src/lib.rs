@@ -329,3 +329,95 @@ impl TestApp {
         self.tdb.cleanup().await;
     }
 }
+
+/// A valid value for a required parameter, from its schema.
+fn sample(param: &serde_json::Value, guild: &str) -> String {
+    let name = param["name"].as_str().unwrap();
+    let schema = &param["schema"];
+    if name == "guild_id" {
+        return guild.to_owned();
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.as_str().unwrap().to_owned();
+    }
+    if schema["pattern"]
+        .as_str()
+        .is_some_and(|p| p.contains("17,20"))
+        || name.ends_with("id")
+        || name == "ids"
+    {
+        return "333333333333333333".to_owned();
+    }
+    match schema["type"].as_str() {
+        Some("integer") => "1".to_owned(),
+        _ => "x".to_owned(),
+    }
+}
+
+/// One operation of the served OpenAPI document, with its required query parameters filled.
+pub struct Op {
+    /// HTTP method.
+    pub method: reqwest::Method,
+    /// Full URL.
+    pub url: String,
+}
+
+/// Every operation of the served OpenAPI document, aimed at `guild`.
+pub async fn operations(app: &TestApp, guild: &str) -> Vec<Op> {
+    let doc: serde_json::Value = app
+        .client
+        .get(format!("{}/api/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let mut query = Vec::new();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "query" && p["required"] == true {
+                    query.push(format!(
+                        "{}={}",
+                        p["name"].as_str().unwrap(),
+                        sample(p, guild)
+                    ));
+                }
+            }
+            ops.push(Op {
+                method: method.to_uppercase().parse().unwrap(),
+                url: format!("{}{path}?{}", app.base, query.join("&")),
+            });
+        }
+    }
+    assert!(
+        ops.len() >= 4,
+        "the document lists too few operations: {}",
+        ops.len()
+    );
+    ops
+}
+
+/// Sends `op` with the given headers (a JSON body for PUT/POST) and returns the status; a live
+/// stream's body is not read.
+pub async fn send_op(app: &TestApp, op: &Op, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut req = app.client.request(op.method.clone(), &op.url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if op.method == reqwest::Method::PUT || op.method == reqwest::Method::POST {
+        req = req.json(&serde_json::json!({"min_join_age_hours": 1}));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    if resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|c| c == "text/event-stream")
+    {
+        return (status, serde_json::Value::Null);
+    }
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}

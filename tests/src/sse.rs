@@ -40,11 +40,19 @@ pub struct SseClient {
 impl SseClient {
     /// Opens `GET {base}{path}` with a bearer token and optional `Last-Event-ID`.
     pub async fn connect(base: &str, path: &str, token: &str, last_event_id: Option<&str>) -> Self {
-        let mut req = reqwest::Client::new()
-            .get(format!("{base}{path}"))
-            .bearer_auth(token);
+        let auth = format!("Bearer {token}");
+        let mut headers = vec![("authorization", auth.as_str())];
         if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id);
+            headers.push(("last-event-id", id));
+        }
+        Self::connect_with(base, path, &headers).await
+    }
+
+    /// Opens `GET {base}{path}` with the given headers (a session cookie, say).
+    pub async fn connect_with(base: &str, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let resp = req.send().await.unwrap();
         Self {

@@ -11,6 +11,7 @@ mod e2e {
     pub mod expand;
     pub mod identity;
     pub mod legacy;
+    pub mod login;
     pub mod logs;
     pub mod metrics_charts;
     pub mod metrics_summary;

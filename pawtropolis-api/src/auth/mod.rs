@@ -5,11 +5,15 @@
 //! [`SessionVerifier`] for the [`Principal`] behind it, and each handler then checks the
 //! principal against the requested `guild_id` with [`Principal::authorize`].
 
+pub mod discord;
+pub(crate) mod login;
 mod principal;
 mod scheme;
+pub mod sessions;
 pub mod tokens;
 mod verifier;
 
 pub use principal::{GuildScope, Principal};
-pub use scheme::{Auth, BearerAuth, SESSION_COOKIE, SessionCookieAuth};
+pub use scheme::{Auth, BearerAuth, SESSION_COOKIE, SessionCookieAuth, request_cookie};
+pub use sessions::SessionStore;
 pub use verifier::{ApiTokenVerifier, Credential, SessionVerifier, VerifierChain};

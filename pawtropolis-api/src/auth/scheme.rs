@@ -65,3 +65,17 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
 async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
     verify(req, Credential::SessionCookie(&key.key)).await
 }
+
+/// The value of cookie `name` in the request's `Cookie` headers (read directly: poem's cookie
+/// jar needs a middleware a host may not install).
+pub fn request_cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| v.trim().to_owned())
+        })
+}

@@ -211,9 +211,7 @@ fn held_credential(req: &Request) -> Option<Held> {
     }) {
         return Some(Held::Bearer(token.trim().to_owned()));
     }
-    req.cookie()
-        .get(SESSION_COOKIE)
-        .map(|c| Held::Cookie(c.value_str().to_owned()))
+    crate::auth::request_cookie(req, SESSION_COOKIE).map(Held::Cookie)
 }
 
 #[poem_openapi::OpenApi(tag = "ApiTags::Logs")]

@@ -1,95 +1,13 @@
 //! Every `/api` operation (enumerated from the OpenAPI document, so a new route cannot slip
 //! through) refuses missing, unknown and revoked tokens with 401 and other guilds with 403.
 
-use pawtropolis_tests::{GUILD_A, GUILD_B, TestApp, backends, run_cli};
-use reqwest::Method;
+use pawtropolis_tests::{GUILD_A, GUILD_B, Op, TestApp, backends, operations, run_cli, send_op};
 use serde_json::Value;
 
-/// A valid value for a required parameter, from its schema.
-fn sample(param: &Value, guild: &str) -> String {
-    let name = param["name"].as_str().unwrap();
-    let schema = &param["schema"];
-    if name == "guild_id" {
-        return guild.to_owned();
-    }
-    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
-        return first.as_str().unwrap().to_owned();
-    }
-    if schema["pattern"]
-        .as_str()
-        .is_some_and(|p| p.contains("17,20"))
-        || name.ends_with("id")
-        || name == "ids"
-    {
-        return "333333333333333333".to_owned();
-    }
-    match schema["type"].as_str() {
-        Some("integer") => "1".to_owned(),
-        _ => "x".to_owned(),
-    }
-}
-
-struct Op {
-    method: Method,
-    url: String,
-}
-
-async fn operations(app: &TestApp, guild: &str) -> Vec<Op> {
-    let doc: Value = app
-        .client
-        .get(format!("{}/api/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut ops = Vec::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, op) in item.as_object().unwrap() {
-            let mut query = Vec::new();
-            for p in op["parameters"].as_array().into_iter().flatten() {
-                if p["in"] == "query" && p["required"] == true {
-                    query.push(format!(
-                        "{}={}",
-                        p["name"].as_str().unwrap(),
-                        sample(p, guild)
-                    ));
-                }
-            }
-            ops.push(Op {
-                method: method.to_uppercase().parse().unwrap(),
-                url: format!("{}{path}?{}", app.base, query.join("&")),
-            });
-        }
-    }
-    assert!(
-        ops.len() >= 4,
-        "the document lists too few operations: {}",
-        ops.len()
-    );
-    ops
-}
-
 async fn send(app: &TestApp, op: &Op, token: Option<&str>) -> (u16, Value) {
-    let mut req = app.client.request(op.method.clone(), &op.url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if op.method == Method::PUT || op.method == Method::POST {
-        req = req.json(&serde_json::json!({"min_join_age_hours": 1}));
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    // A live stream never ends: its status is the answer.
-    if resp
-        .headers()
-        .get("content-type")
-        .is_some_and(|c| c == "text/event-stream")
-    {
-        return (status, Value::Null);
-    }
-    (status, resp.json().await.unwrap_or(Value::Null))
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    send_op(app, op, &headers).await
 }
 
 #[tokio::test]

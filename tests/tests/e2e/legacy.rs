@@ -148,7 +148,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         let before = dump(&tdb).await;
 
         let first = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(first.contains("applied 3"), "{first}");
+        assert!(first.contains("applied 4"), "{first}");
         let after_first = schema_snapshot(&tdb).await;
         let second = run_cli(&tdb.url, &["migrate"]).await.unwrap();
         assert!(second.contains("applied 0"), "{second}");
@@ -176,7 +176,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert!(cols.contains("image_search_url_template"), "{cols}");
 
         // Rolling the API back never touches the bot's tables.
-        run_cli(&tdb.url, &["migrate", "down", "-n", "3"])
+        run_cli(&tdb.url, &["migrate", "down", "-n", "4"])
             .await
             .unwrap();
         assert_eq!(

@@ -1,0 +1,214 @@
+//! Discord's OAuth2 endpoints, as the login needs them: code exchange, the user, and the user's
+//! member roles in each configured guild.
+
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use serde::Deserialize;
+
+use crate::{db, identity::avatar, settings::LoginSettings};
+
+/// Why a call to Discord failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Discord refused the code or token.
+    #[error("Discord refused the authorization")]
+    Unauthorized,
+    /// Discord failed or could not be reached.
+    #[error("Discord could not be reached: {0}")]
+    Unavailable(String),
+}
+
+/// A Discord HTTP client for the login (the user's own OAuth2 token, not the bot's).
+#[derive(Clone)]
+pub struct DiscordLogin {
+    http: reqwest::Client,
+    base: String,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+}
+
+/// The logged-in user as `/users/@me` describes them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DiscordUser {
+    /// User id.
+    pub id: String,
+    /// Username.
+    pub username: String,
+    /// Global display name.
+    pub global_name: Option<String>,
+    /// Avatar hash.
+    pub avatar: Option<String>,
+    /// Legacy discriminator.
+    pub discriminator: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: String,
+}
+
+#[derive(Deserialize)]
+struct MemberReply {
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+impl DiscordLogin {
+    /// A client for the configured application.
+    pub fn new(login: &LoginSettings) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            base: login.discord_api_base.trim_end_matches('/').to_owned(),
+            client_id: login.client_id.clone(),
+            client_secret: login.client_secret.clone(),
+            redirect_uri: redirect_uri(login),
+        }
+    }
+
+    /// The authorize URL the browser is sent to.
+    pub fn authorize_url(&self, state: &str) -> String {
+        let mut url = reqwest::Url::parse(&format!("{}/oauth2/authorize", self.base))
+            .unwrap_or_else(|_| {
+                reqwest::Url::parse("https://discord.com/oauth2/authorize").expect("static URL")
+            });
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("scope", "identify guilds.members.read")
+            .append_pair("state", state)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("prompt", "none");
+        url.to_string()
+    }
+
+    fn check(resp: reqwest::Response) -> Result<reqwest::Response, LoginError> {
+        match resp.status().as_u16() {
+            200..=299 => Ok(resp),
+            400 | 401 | 403 => Err(LoginError::Unauthorized),
+            s => Err(LoginError::Unavailable(format!("HTTP {s}"))),
+        }
+    }
+
+    /// Exchanges an authorization code for the user's access token.
+    pub async fn exchange(&self, code: &str) -> Result<String, LoginError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/oauth2/token", self.base))
+            .form(&[
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.as_str()),
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", self.redirect_uri.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        let reply: TokenReply = Self::check(resp)?
+            .json()
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        Ok(reply.access_token)
+    }
+
+    /// The user the token belongs to.
+    pub async fn me(&self, token: &str) -> Result<DiscordUser, LoginError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v10/users/@me", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        Self::check(resp)?
+            .json()
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))
+    }
+
+    /// The user's roles in `guild`, or `None` when they are not a member.
+    pub async fn member_roles(
+        &self,
+        token: &str,
+        guild: &str,
+    ) -> Result<Option<Vec<String>>, LoginError> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/api/v10/users/@me/guilds/{guild}/member",
+                self.base
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let member: MemberReply = Self::check(resp)?
+            .json()
+            .await
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        Ok(Some(member.roles))
+    }
+}
+
+/// `{PAWTROPOLIS_PUBLIC_URL}/auth/callback`.
+pub fn redirect_uri(login: &LoginSettings) -> String {
+    format!("{}/auth/callback", login.public_url.trim_end_matches('/'))
+}
+
+/// Avatar URL of a logged-in user.
+pub fn user_avatar(user: &DiscordUser) -> String {
+    let id: u64 = user.id.parse().unwrap_or_default();
+    match &user.avatar {
+        Some(h) => avatar::user_avatar_url(id, h),
+        None => avatar::default_avatar_url(
+            id,
+            user.discriminator.as_deref().and_then(|d| d.parse().ok()),
+        ),
+    }
+}
+
+/// The guilds `user_id` may read: those whose configured admin or reviewer role they hold; all
+/// of them for an owner.
+pub async fn guild_access(
+    db: &DatabaseConnection,
+    discord: &DiscordLogin,
+    login: &LoginSettings,
+    token: &str,
+    user_id: &str,
+) -> Result<(Vec<String>, bool), LoginError> {
+    if login.owner_ids.iter().any(|o| o == user_id) {
+        return Ok((Vec::new(), true));
+    }
+    let rows = db::query_all(
+        db,
+        "SELECT guild_id, reviewer_role_id, admin_role_id FROM guild_config \
+         WHERE reviewer_role_id IS NOT NULL OR admin_role_id IS NOT NULL ORDER BY guild_id",
+        vec![],
+    )
+    .await
+    .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+    let mut guilds = Vec::new();
+    for row in rows {
+        let guild: String = row
+            .try_get("", "guild_id")
+            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        let wanted: Vec<String> = ["reviewer_role_id", "admin_role_id"]
+            .iter()
+            .filter_map(|c| row.try_get::<Option<String>>("", c).ok().flatten())
+            .collect();
+        if let Some(roles) = discord.member_roles(token, &guild).await?
+            && roles.iter().any(|r| wanted.contains(r))
+        {
+            guilds.push(guild);
+        }
+    }
+    Ok((guilds, false))
+}

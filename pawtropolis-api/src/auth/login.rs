@@ -1,0 +1,241 @@
+//! The Discord login routes: `GET /auth/login`, `GET /auth/callback`, `POST /auth/logout`,
+//! `GET /auth/me`.
+
+use std::sync::Arc;
+
+use poem::{
+    IntoResponse, Request, Response, Route, get, handler,
+    http::{StatusCode, header},
+    post,
+    web::{Data, Json, Query},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    SESSION_COOKIE,
+    discord::{DiscordLogin, guild_access, user_avatar},
+    sessions::{SessionStore, SessionUser, create_session, revoke_session},
+};
+use crate::{
+    error::{ApiError, error_response},
+    identity::avatar,
+    settings::LoginSettings,
+    state::{ApiState, check_origin},
+};
+
+/// Cookie binding a login attempt to the browser that started it.
+const STATE_COOKIE: &str = "paw_oauth_state";
+
+/// Seconds a login attempt may take.
+const STATE_MAX_AGE: i64 = 600;
+
+/// Everything the login routes need.
+pub(crate) struct Login {
+    pub settings: LoginSettings,
+    pub discord: DiscordLogin,
+    pub store: SessionStore,
+}
+
+fn cookie(login: &LoginSettings, name: &str, value: &str, path: &str, max_age: i64) -> String {
+    let secure = if login.insecure_localhost() {
+        ""
+    } else {
+        "; Secure"
+    };
+    format!("{name}={value}; HttpOnly; SameSite=Lax; Path={path}; Max-Age={max_age}{secure}")
+}
+
+fn login_of(state: &ApiState) -> Result<&Login, ApiError> {
+    state
+        .login
+        .as_deref()
+        .ok_or_else(|| ApiError::NotFound("Discord login is not configured".into()))
+}
+
+fn fail(e: ApiError) -> Response {
+    poem::error::ResponseError::as_response(&e)
+}
+
+#[handler]
+async fn start_login(state: Data<&Arc<ApiState>>) -> Response {
+    let Ok(login) = login_of(&state) else {
+        return fail(ApiError::NotFound("Discord login is not configured".into()));
+    };
+    let nonce = &super::tokens::new_secret()[4..];
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, login.discord.authorize_url(nonce))
+        .header(
+            header::SET_COOKIE,
+            cookie(&login.settings, STATE_COOKIE, nonce, "/auth", STATE_MAX_AGE),
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+#[handler]
+async fn login_callback(
+    req: &Request,
+    state: Data<&Arc<ApiState>>,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    match finish_login(req, &state, q).await {
+        Ok(resp) => resp,
+        Err(e) => fail(e),
+    }
+}
+
+async fn finish_login(
+    req: &Request,
+    state: &ApiState,
+    q: CallbackQuery,
+) -> Result<Response, ApiError> {
+    let login = login_of(state)?;
+    if let Some(err) = q.error {
+        return Err(ApiError::Forbidden(format!(
+            "Discord login was not granted: {err}"
+        )));
+    }
+    let expected = super::request_cookie(req, STATE_COOKIE);
+    match (&q.state, &expected) {
+        (Some(got), Some(want)) if !want.is_empty() && got == want => {}
+        _ => {
+            return Err(ApiError::invalid(
+                "state does not match this browser's login attempt; start again at /auth/login",
+            ));
+        }
+    }
+    let code = q
+        .code
+        .filter(|c| !c.is_empty() && c.len() < 512)
+        .ok_or_else(|| ApiError::invalid("code is required"))?;
+    let unavailable = |e: super::discord::LoginError| match e {
+        super::discord::LoginError::Unauthorized => {
+            ApiError::Forbidden("Discord refused the login".into())
+        }
+        other => ApiError::Unavailable {
+            retry_after_secs: 5,
+            message: other.to_string(),
+        },
+    };
+    let token = login.discord.exchange(&code).await.map_err(unavailable)?;
+    let me = login.discord.me(&token).await.map_err(unavailable)?;
+    let (guild_ids, all_guilds) =
+        guild_access(&state.db, &login.discord, &login.settings, &token, &me.id)
+            .await
+            .map_err(unavailable)?;
+    let user = SessionUser {
+        display_name: avatar::display_name(None, me.global_name.as_deref(), &me.username),
+        avatar_url: user_avatar(&me),
+        user_id: me.id.clone(),
+        username: me.username.clone(),
+        guild_ids,
+        all_guilds,
+    };
+    let secret = create_session(&state.db, &user, &token, state.clock.now_s()).await?;
+    tracing::info!(user_id = %user.user_id, guilds = ?user.guild_ids, all = user.all_guilds, "dashboard login");
+    Ok(Response::builder()
+        .status(StatusCode::FOUND)
+        .header(
+            header::LOCATION,
+            format!("{}/", login.settings.public_url.trim_end_matches('/')),
+        )
+        .header(
+            header::SET_COOKIE,
+            cookie(
+                &login.settings,
+                SESSION_COOKIE,
+                &secret,
+                "/",
+                login.settings.absolute_secs,
+            ),
+        )
+        .header(
+            header::SET_COOKIE,
+            cookie(&login.settings, STATE_COOKIE, "", "/auth", 0),
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish())
+}
+
+#[handler]
+async fn end_session(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
+    let result = async {
+        let login = login_of(&state)?;
+        check_origin(&state, req)?;
+        if let Some(c) = super::request_cookie(req, SESSION_COOKIE) {
+            revoke_session(&state.db, &c, state.clock.now_s()).await?;
+        }
+        Ok::<_, ApiError>(
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .header(
+                    header::SET_COOKIE,
+                    cookie(&login.settings, SESSION_COOKIE, "", "/", 0),
+                )
+                .finish(),
+        )
+    }
+    .await;
+    result.unwrap_or_else(fail)
+}
+
+/// `GET /auth/me`.
+#[derive(Serialize)]
+struct Me {
+    user_id: String,
+    username: String,
+    display_name: String,
+    avatar_url: String,
+    guild_ids: Vec<String>,
+    all_guilds: bool,
+}
+
+#[handler]
+async fn current_user(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
+    let result = async {
+        let login = login_of(&state)?;
+        let Some(c) = super::request_cookie(req, SESSION_COOKIE) else {
+            return Err(ApiError::Unauthorized("not logged in".into()));
+        };
+        match login.store.user(&c).await? {
+            Some(u) => Ok(Json(Me {
+                user_id: u.user_id,
+                username: u.username,
+                display_name: u.display_name,
+                avatar_url: u.avatar_url,
+                guild_ids: u.guild_ids,
+                all_guilds: u.all_guilds,
+            })
+            .with_header(header::CACHE_CONTROL, "no-store")
+            .into_response()),
+            None => Err(ApiError::Unauthorized(
+                "the session is invalid, expired or logged out".into(),
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        if matches!(e, ApiError::Unauthorized(_)) {
+            error_response(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string())
+        } else {
+            fail(e)
+        }
+    })
+}
+
+/// The login routes, to nest at `/auth`.
+pub(crate) fn routes() -> Route {
+    Route::new()
+        .at("/login", get(start_login))
+        .at("/callback", get(login_callback))
+        .at("/logout", post(end_session))
+        .at("/me", get(current_user))
+}

@@ -1,0 +1,222 @@
+//! Dashboard sessions: server-side rows keyed by the SHA-256 of a random id that only the
+//! `paw_session` cookie holds. Logout or revocation is immediate; a restart keeps people
+//! logged in.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use async_trait::async_trait;
+use sea_orm::{DatabaseConnection, DbErr, QueryResult};
+
+use super::{
+    Credential, GuildScope, Principal, SessionVerifier,
+    discord::{DiscordLogin, LoginError},
+    tokens::hash_token,
+};
+use crate::{clock::Clock, db, error::ApiError, settings::LoginSettings};
+
+/// Prefix of session ids, so they never match an API token.
+const SESSION_PREFIX: &str = "pws_";
+
+/// Who a session belongs to and what it may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    /// Discord user id.
+    pub user_id: String,
+    /// Username.
+    pub username: String,
+    /// Name to show.
+    pub display_name: String,
+    /// Avatar URL.
+    pub avatar_url: String,
+    /// Guilds the user may read (when not `all_guilds`).
+    pub guild_ids: Vec<String>,
+    /// An owner: every guild.
+    pub all_guilds: bool,
+}
+
+struct Row {
+    id: i64,
+    user: SessionUser,
+    access_token: String,
+    created_at_s: i64,
+    last_seen_at_s: i64,
+    roles_checked_at_s: i64,
+}
+
+fn from_row(r: &QueryResult) -> Result<Row, DbErr> {
+    let guilds: String = r.try_get("", "guild_ids")?;
+    Ok(Row {
+        id: r.try_get("", "id")?,
+        user: SessionUser {
+            user_id: r.try_get("", "user_id")?,
+            username: r.try_get("", "username")?,
+            display_name: r.try_get("", "display_name")?,
+            avatar_url: r.try_get("", "avatar_url")?,
+            guild_ids: guilds
+                .split(',')
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            all_guilds: r.try_get::<i64>("", "all_guilds")? != 0,
+        },
+        access_token: r.try_get("", "discord_access_token")?,
+        created_at_s: r.try_get("", "created_at_s")?,
+        last_seen_at_s: r.try_get("", "last_seen_at_s")?,
+        roles_checked_at_s: r.try_get("", "roles_checked_at_s")?,
+    })
+}
+
+/// Creates a session and returns the secret for the cookie.
+pub async fn create_session(
+    db: &DatabaseConnection,
+    user: &SessionUser,
+    access_token: &str,
+    now_s: i64,
+) -> Result<String, DbErr> {
+    let secret = format!("{SESSION_PREFIX}{}", &super::tokens::new_secret()[4..]);
+    db::execute(
+        db,
+        "INSERT INTO dashboard_session (id_hash, user_id, username, display_name, avatar_url, guild_ids, all_guilds, \
+           discord_access_token, created_at_s, last_seen_at_s, roles_checked_at_s) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)",
+        vec![
+            hash_token(&secret).into(),
+            user.user_id.clone().into(),
+            user.username.clone().into(),
+            user.display_name.clone().into(),
+            user.avatar_url.clone().into(),
+            user.guild_ids.join(",").into(),
+            i64::from(user.all_guilds).into(),
+            access_token.into(),
+            now_s.into(),
+        ],
+    )
+    .await?;
+    Ok(secret)
+}
+
+/// Ends the session with this secret; false when there was none.
+pub async fn revoke_session(
+    db: &DatabaseConnection,
+    secret: &str,
+    now_s: i64,
+) -> Result<bool, DbErr> {
+    Ok(db::execute(
+        db,
+        "UPDATE dashboard_session SET revoked_at_s = $1 WHERE id_hash = $2 AND revoked_at_s IS NULL",
+        vec![now_s.into(), hash_token(secret).into()],
+    )
+    .await?
+        > 0)
+}
+
+/// Verifies `paw_session` cookies against `dashboard_session`, re-checking guild roles on
+/// Discord every `role_recheck_secs`.
+#[derive(Clone)]
+pub struct SessionStore {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    login: LoginSettings,
+    discord: DiscordLogin,
+}
+
+impl SessionStore {
+    /// A store over `db`.
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, login: LoginSettings) -> Self {
+        let discord = DiscordLogin::new(&login);
+        Self {
+            db,
+            clock,
+            login,
+            discord,
+        }
+    }
+
+    /// The user behind a valid session secret.
+    pub async fn user(&self, secret: &str) -> Result<Option<SessionUser>, ApiError> {
+        if !secret.starts_with(SESSION_PREFIX) || secret.len() > 200 {
+            return Ok(None);
+        }
+        let now = self.clock.now_s();
+        let Some(row) = db::query_one(
+            &self.db,
+            "SELECT id, user_id, username, display_name, avatar_url, guild_ids, all_guilds, discord_access_token, \
+               created_at_s, last_seen_at_s, roles_checked_at_s \
+             FROM dashboard_session WHERE id_hash = $1 AND revoked_at_s IS NULL",
+            vec![hash_token(secret).into()],
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut row = from_row(&row)?;
+        if now >= row.created_at_s + self.login.absolute_secs
+            || now >= row.last_seen_at_s + self.login.idle_secs
+        {
+            return Ok(None);
+        }
+        if now - row.roles_checked_at_s >= self.login.role_recheck_secs {
+            match crate::auth::discord::guild_access(
+                &self.db,
+                &self.discord,
+                &self.login,
+                &row.access_token,
+                &row.user.user_id,
+            )
+            .await
+            {
+                Ok((guilds, all)) => {
+                    row.user.guild_ids = guilds;
+                    row.user.all_guilds = all;
+                    db::execute(
+                        &self.db,
+                        "UPDATE dashboard_session SET guild_ids = $1, all_guilds = $2, roles_checked_at_s = $3 WHERE id = $4",
+                        vec![row.user.guild_ids.join(",").into(), i64::from(all).into(), now.into(), row.id.into()],
+                    )
+                    .await?;
+                }
+                // Discord no longer accepts the user's grant: the session is over.
+                Err(LoginError::Unauthorized) => {
+                    db::execute(
+                        &self.db,
+                        "UPDATE dashboard_session SET revoked_at_s = $1 WHERE id = $2",
+                        vec![now.into(), row.id.into()],
+                    )
+                    .await?;
+                    return Ok(None);
+                }
+                // Discord trouble: keep the access checked last time, try again next request.
+                Err(e) => {
+                    tracing::warn!(error = %e, user_id = %row.user.user_id, "could not re-check guild roles")
+                }
+            }
+        }
+        if now - row.last_seen_at_s >= 60 {
+            db::execute(
+                &self.db,
+                "UPDATE dashboard_session SET last_seen_at_s = $1 WHERE id = $2",
+                vec![now.into(), row.id.into()],
+            )
+            .await?;
+        }
+        Ok(Some(row.user))
+    }
+}
+
+#[async_trait]
+impl SessionVerifier for SessionStore {
+    async fn verify(&self, credential: Credential<'_>) -> Result<Option<Principal>, ApiError> {
+        let Credential::SessionCookie(secret) = credential else {
+            return Ok(None);
+        };
+        Ok(self.user(secret).await?.map(|u| Principal {
+            subject: format!("user:{}", u.user_id),
+            user_id: Some(u.user_id),
+            guilds: if u.all_guilds {
+                GuildScope::All
+            } else {
+                GuildScope::Only(u.guild_ids.into_iter().collect::<BTreeSet<_>>())
+            },
+        }))
+    }
+}

@@ -1,0 +1,411 @@
+//! Discord login against a fake Discord OAuth2 + API: sessions, guild-scoped access, role
+//! re-checks, cookie handling and cross-site protection.
+
+use pawtropolis_api::ManualClock;
+use pawtropolis_tests::{
+    Backend, GUILD_A, GUILD_B, TestApp, backends,
+    fake_discord::{FakeDiscord, FakeMember, FakeUser},
+    operations, send_op,
+    sse::SseClient,
+};
+use std::time::Duration;
+
+const MOD_A: &str = "660000000000000001";
+const NOBODY: &str = "660000000000000002";
+const OWNER: &str = "660000000000000003";
+const ROLE_A: &str = "670000000000000001";
+const ROLE_B: &str = "670000000000000002";
+const T0: i64 = 1_761_004_800;
+
+struct Login {
+    app: TestApp,
+    fake: FakeDiscord,
+    clock: ManualClock,
+    origin: String,
+}
+
+async fn start(backend: &Backend) -> Login {
+    let fake = FakeDiscord::start().await;
+    for id in [MOD_A, NOBODY, OWNER] {
+        fake.add_user(
+            id,
+            FakeUser {
+                username: format!("user{}", &id[15..]),
+                ..Default::default()
+            },
+        );
+    }
+    fake.add_member(
+        GUILD_A,
+        MOD_A,
+        FakeMember {
+            roles: vec![ROLE_A.into()],
+            ..Default::default()
+        },
+    );
+    fake.add_member(
+        GUILD_A,
+        NOBODY,
+        FakeMember {
+            roles: vec!["999999999999999999".into()],
+            ..Default::default()
+        },
+    );
+    let clock = ManualClock::new(T0);
+    // The public URL is only known once the server listens; the tests use a fixed one and
+    // send requests to the real address.
+    let origin = "http://127.0.0.1:9".to_owned();
+    let app = TestApp::spawn_with_clock(
+        backend,
+        &[
+            "--discord-api-base",
+            &fake.base,
+            "--discord-client-id",
+            "test-client",
+            "--discord-client-secret",
+            "test-secret",
+            "--public-url",
+            &origin,
+            "--owner-ids",
+            OWNER,
+            "--role-recheck-secs",
+            "600",
+            "--sse-heartbeat-secs",
+            "1",
+        ],
+        clock.clone(),
+    )
+    .await;
+    for (guild, role) in [(GUILD_A, ROLE_A), (GUILD_B, ROLE_B)] {
+        app.tdb
+            .exec(
+                "INSERT INTO guild_config (guild_id, reviewer_role_id) VALUES ($1, $2)",
+                vec![guild.into(), role.into()],
+            )
+            .await;
+    }
+    Login {
+        app,
+        fake,
+        clock,
+        origin,
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn cookie_value(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    resp.headers().get_all("set-cookie").iter().find_map(|h| {
+        let h = h.to_str().ok()?;
+        let v = h.strip_prefix(&format!("{name}="))?;
+        Some((v.split(';').next()?.to_owned(), h.to_owned()))
+    })
+}
+
+/// Runs the whole flow for `user` and returns the session cookie's value.
+async fn log_in(l: &Login, user: &str, code: &str) -> String {
+    let client = no_redirects();
+    let resp = client
+        .get(format!("{}/auth/login", l.app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with(&format!("{}/oauth2/authorize?", l.fake.base)),
+        "{location}"
+    );
+    assert!(location.contains("client_id=test-client"));
+    assert!(
+        location.contains("scope=identify+guilds.members.read"),
+        "{location}"
+    );
+    assert!(
+        location.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fauth%2Fcallback"),
+        "{location}"
+    );
+    let state = location
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (state_cookie, raw) = cookie_value(&resp, "paw_oauth_state").expect("state cookie");
+    assert_eq!(state_cookie, state);
+    assert!(raw.contains("HttpOnly") && raw.contains("SameSite=Lax"));
+
+    l.fake.add_oauth_code(code, user);
+    let resp = client
+        .get(format!(
+            "{}/auth/callback?code={code}&state={state}",
+            l.app.base
+        ))
+        .header("cookie", format!("paw_oauth_state={state}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    let (session, raw) = cookie_value(&resp, "paw_session").expect("session cookie");
+    assert!(
+        raw.contains("HttpOnly") && raw.contains("SameSite=Lax") && raw.contains("Path=/"),
+        "{raw}"
+    );
+    assert!(
+        !raw.contains("Secure"),
+        "plain-HTTP localhost runs without Secure: {raw}"
+    );
+    assert!(
+        !raw.contains("user-token"),
+        "Discord's token never reaches the browser"
+    );
+    session
+}
+
+async fn me(l: &Login, session: &str) -> (u16, serde_json::Value) {
+    let resp = l
+        .app
+        .client
+        .get(format!("{}/auth/me", l.app.base))
+        .header("cookie", format!("paw_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+async fn every_route(l: &Login, guild: &str, session: &str) -> Vec<(String, u16)> {
+    let cookie = format!("paw_session={session}");
+    let mut out = Vec::new();
+    for op in operations(&l.app, guild).await {
+        let (s, _) = send_op(&l.app, &op, &[("cookie", &cookie), ("origin", &l.origin)]).await;
+        out.push((format!("{} {}", op.method, op.url), s));
+    }
+    out
+}
+
+#[tokio::test]
+async fn login_flow_access_and_role_recheck() {
+    for backend in backends() {
+        let l = start(&backend).await;
+        let session = log_in(&l, MOD_A, "code-1").await;
+        let (s, body) = me(&l, &session).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["user_id"], MOD_A);
+        assert_eq!(body["guild_ids"], serde_json::json!([GUILD_A]));
+        assert!(
+            body["avatar_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://cdn.discordapp.com/")
+        );
+
+        for (what, s) in every_route(&l, GUILD_A, &session).await {
+            assert!(
+                (200..300).contains(&s),
+                "session for A on A: {what} gave {s}"
+            );
+        }
+        for (what, s) in every_route(&l, GUILD_B, &session).await {
+            assert_eq!(s, 403, "session for A on B: {what}");
+        }
+
+        // A user without a configured role gets no guild; an owner gets all.
+        let nobody = log_in(&l, NOBODY, "code-2").await;
+        assert_eq!(me(&l, &nobody).await.1["guild_ids"], serde_json::json!([]));
+        let (s, _) = l
+            .app
+            .client
+            .get(format!("{}/api/logs?guild_id={GUILD_A}", l.app.base))
+            .header("cookie", format!("paw_session={nobody}"))
+            .send()
+            .await
+            .map(|r| (r.status().as_u16(), ()))
+            .unwrap();
+        assert_eq!(s, 403);
+        let owner = log_in(&l, OWNER, "code-3").await;
+        assert_eq!(me(&l, &owner).await.1["all_guilds"], true);
+
+        // The role is removed on Discord: access ends at the next re-check (10 minutes).
+        l.fake.set_roles(GUILD_A, MOD_A, &[]);
+        l.clock.advance(599);
+        assert_eq!(
+            me(&l, &session).await.1["guild_ids"],
+            serde_json::json!([GUILD_A])
+        );
+        l.clock.advance(2);
+        assert_eq!(me(&l, &session).await.1["guild_ids"], serde_json::json!([]));
+        let resp = l
+            .app
+            .client
+            .get(format!("{}/api/logs?guild_id={GUILD_A}", l.app.base))
+            .header("cookie", format!("paw_session={session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+        l.app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_cookies_state_mismatch_and_cross_site_requests() {
+    for backend in backends() {
+        let l = start(&backend).await;
+        let client = no_redirects();
+
+        // A state that does not match the browser's cookie is refused, and no session is made.
+        l.fake.add_oauth_code("code-x", MOD_A);
+        let resp = client
+            .get(format!(
+                "{}/auth/callback?code=code-x&state=forged",
+                l.app.base
+            ))
+            .header("cookie", "paw_oauth_state=the-real-one")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        assert!(cookie_value(&resp, "paw_session").is_none());
+        let resp = client
+            .get(format!(
+                "{}/auth/callback?code=code-x&state=forged",
+                l.app.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "no state cookie at all");
+
+        let session = log_in(&l, MOD_A, "code-1").await;
+        let mut tampered = session.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        for (label, cookie) in [
+            ("tampered", tampered.as_str()),
+            ("unknown", "pws_nothing-like-a-session"),
+            ("garbage", "x"),
+        ] {
+            for (what, s) in every_route(&l, GUILD_A, cookie).await {
+                assert_eq!(s, 401, "{label} cookie: {what}");
+            }
+        }
+
+        // Cross-site requests are refused: a config update and a logout from another origin.
+        let put = l
+            .app
+            .client
+            .put(format!("{}/api/config?guild_id={GUILD_A}", l.app.base))
+            .header("cookie", format!("paw_session={session}"))
+            .header("origin", "https://evil.example.com")
+            .json(&serde_json::json!({"min_join_age_hours": 5}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 403);
+        let out = l
+            .app
+            .client
+            .post(format!("{}/auth/logout", l.app.base))
+            .header("cookie", format!("paw_session={session}"))
+            .header("origin", "https://evil.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), 403);
+        assert_eq!(
+            me(&l, &session).await.0,
+            200,
+            "the refused logout left the session alone"
+        );
+        // CORS answers only the dashboard's origin.
+        let pre = l
+            .app
+            .client
+            .request(reqwest::Method::OPTIONS, format!("{}/api/logs", l.app.base))
+            .header("origin", "https://evil.example.com")
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            pre.headers()
+                .get("access-control-allow-origin")
+                .is_none_or(|v| v != "https://evil.example.com")
+        );
+        let pre = l
+            .app
+            .client
+            .request(reqwest::Method::OPTIONS, format!("{}/api/logs", l.app.base))
+            .header("origin", &l.origin)
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            pre.headers()["access-control-allow-origin"],
+            l.origin.as_str()
+        );
+        assert_eq!(pre.headers()["access-control-allow-credentials"], "true");
+
+        // Logged out: 401 everywhere.
+        let out = l
+            .app
+            .client
+            .post(format!("{}/auth/logout", l.app.base))
+            .header("cookie", format!("paw_session={session}"))
+            .header("origin", &l.origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), 204);
+        for (what, s) in every_route(&l, GUILD_A, &session).await {
+            assert_eq!(s, 401, "logged-out cookie: {what}");
+        }
+
+        // Expired: 6 hours without use.
+        let idle = log_in(&l, MOD_A, "code-2").await;
+        assert_eq!(me(&l, &idle).await.0, 200);
+        l.clock.advance(6 * 3600 + 1);
+        for (what, s) in every_route(&l, GUILD_A, &idle).await {
+            assert_eq!(s, 401, "expired cookie: {what}");
+        }
+        l.app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_cookie_opens_a_stream_that_closes_when_access_ends() {
+    for backend in backends() {
+        let l = start(&backend).await;
+        let session = log_in(&l, MOD_A, "code-1").await;
+        let cookie = format!("paw_session={session}");
+        let path = format!("/api/logs/stream?guild_id={GUILD_A}");
+        let mut stream = SseClient::connect_with(&l.app.base, &path, &[("cookie", &cookie)]).await;
+        assert_eq!(stream.status, 200);
+        stream
+            .next_block(Duration::from_secs(5))
+            .await
+            .expect("open");
+        assert!(
+            !stream.ended_within(Duration::from_millis(1500)).await,
+            "heartbeats keep it open"
+        );
+        // The role goes away on Discord; at the next re-check the stream closes.
+        l.fake.set_roles(GUILD_A, MOD_A, &[]);
+        l.clock.advance(601);
+        assert!(
+            stream.ended_within(Duration::from_secs(5)).await,
+            "stream of a user without access"
+        );
+        l.app.finish().await;
+    }
+}
