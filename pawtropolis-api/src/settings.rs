@@ -30,10 +30,10 @@ impl LoginSettings {
     /// True when the cookie may go without `Secure`: the server is explicitly run on
     /// plain-HTTP localhost.
     pub fn insecure_localhost(&self) -> bool {
-        let u = self.public_url.to_ascii_lowercase();
-        u.starts_with("http://localhost")
-            || u.starts_with("http://127.0.0.1")
-            || u.starts_with("http://[::1]")
+        reqwest::Url::parse(&self.public_url).is_ok_and(|url| {
+            url.scheme() == "http"
+                && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+        })
     }
 }
 
@@ -113,5 +113,34 @@ impl Default for ApiSettings {
             sse_retry_ms: 3_000,
             login: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoginSettings;
+
+    fn with(url: &str) -> LoginSettings {
+        LoginSettings {
+            client_id: String::new(),
+            client_secret: String::new(),
+            public_url: url.into(),
+            discord_api_base: String::new(),
+            owner_ids: Vec::new(),
+            role_recheck_secs: 600,
+            idle_secs: 1,
+            absolute_secs: 1,
+        }
+    }
+
+    #[test]
+    fn only_plain_http_localhost_goes_without_secure() {
+        assert!(with("http://localhost:3000").insecure_localhost());
+        assert!(with("http://127.0.0.1:3000").insecure_localhost());
+        assert!(with("http://[::1]:3000").insecure_localhost());
+        assert!(!with("http://localhost.example.com").insecure_localhost());
+        assert!(!with("http://127.0.0.1.nip.io").insecure_localhost());
+        assert!(!with("https://localhost").insecure_localhost());
+        assert!(!with("https://dash.example.org").insecure_localhost());
     }
 }

@@ -235,6 +235,9 @@ async fn my_member(
     let Some(id) = bearer_user(req, &state) else {
         return discord_error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
     };
+    if let Some(resp) = trouble(&state, &id).await {
+        return resp;
+    }
     match state.members.lock().unwrap().get(&(guild, id)) {
         Some(m) => poem::web::Json(json!({"roles": m.roles, "nick": m.nick})).into_response(),
         None => discord_error(StatusCode::NOT_FOUND, 10004, "Unknown Guild"),

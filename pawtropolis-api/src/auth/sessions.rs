@@ -110,6 +110,9 @@ pub async fn revoke_session(
         > 0)
 }
 
+/// Seconds between re-check attempts of one session while Discord fails.
+const RETRY_SECS: i64 = 30;
+
 /// Verifies `paw_session` cookies against `dashboard_session`, re-checking guild roles on
 /// Discord every `role_recheck_secs`.
 #[derive(Clone)]
@@ -118,6 +121,9 @@ pub struct SessionStore {
     clock: Arc<dyn Clock>,
     login: LoginSettings,
     discord: DiscordLogin,
+    /// Session row id -> time of the last re-check attempt: one attempt at a time and none
+    /// more often than every `RETRY_SECS`, so twenty open streams make one Discord call.
+    attempts: Arc<std::sync::Mutex<std::collections::HashMap<i64, i64>>>,
 }
 
 impl SessionStore {
@@ -129,6 +135,21 @@ impl SessionStore {
             clock,
             login,
             discord,
+            attempts: Arc::default(),
+        }
+    }
+
+    fn may_attempt(&self, session: i64, now: i64) -> bool {
+        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, t| now - *t < RETRY_SECS);
+        }
+        match map.get(&session) {
+            Some(t) if now - *t < RETRY_SECS => false,
+            _ => {
+                map.insert(session, now);
+                true
+            }
         }
     }
 
@@ -155,7 +176,8 @@ impl SessionStore {
         {
             return Ok(None);
         }
-        if now - row.roles_checked_at_s >= self.login.role_recheck_secs {
+        let recheck = self.login.role_recheck_secs;
+        if now - row.roles_checked_at_s >= recheck && self.may_attempt(row.id, now) {
             match crate::auth::discord::guild_access(
                 &self.db,
                 &self.discord,
@@ -168,6 +190,7 @@ impl SessionStore {
                 Ok((guilds, all)) => {
                     row.user.guild_ids = guilds;
                     row.user.all_guilds = all;
+                    row.roles_checked_at_s = now;
                     db::execute(
                         &self.db,
                         "UPDATE dashboard_session SET guild_ids = $1, all_guilds = $2, roles_checked_at_s = $3 WHERE id = $4",
@@ -185,11 +208,18 @@ impl SessionStore {
                     .await?;
                     return Ok(None);
                 }
-                // Discord trouble: keep the access checked last time, try again next request.
+                // Discord trouble: keep the access checked last time for now, and try again in
+                // a little while (not on every request).
                 Err(e) => {
                     tracing::warn!(error = %e, user_id = %row.user.user_id, "could not re-check guild roles")
                 }
             }
+        }
+        // Roles unconfirmed for a whole extra interval: fail closed (owners stay owners; that
+        // comes from the configuration, not from Discord).
+        if now - row.roles_checked_at_s >= 2 * recheck {
+            row.user.guild_ids.clear();
+            row.user.all_guilds = self.login.owner_ids.iter().any(|o| *o == row.user.user_id);
         }
         if now - row.last_seen_at_s >= 60 {
             db::execute(

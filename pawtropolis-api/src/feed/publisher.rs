@@ -3,7 +3,7 @@ use std::{
         Arc,
         atomic::{AtomicI64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -48,10 +48,19 @@ pub(crate) fn frame_of(item: &LogItem) -> Bytes {
 /// Rows fetched per poll.
 const BATCH: i64 = 500;
 
-/// How long a hole in the ids is waited for before it is taken as a rolled-back insert. On
-/// PostgreSQL concurrent writers commit ids out of order: a row with a lower id can appear after
-/// a higher one, and publishing past the hole would lose it.
-const GAP_GRACE: Duration = Duration::from_secs(3);
+/// A hole in the ids seen on PostgreSQL, where concurrent writers commit ids out of order: a
+/// row with a lower id can appear after a higher one, and publishing past the hole would lose
+/// it for good.
+struct Gap {
+    /// The missing id.
+    id: i64,
+    /// `xmax` of a snapshot taken one poll after the hole was seen: by then the transaction
+    /// holding the missing id has written its row, so it has a lower transaction id.
+    xmax: i64,
+    /// Whether `xmax` was taken one poll later (the first one may precede the id's
+    /// transaction getting a transaction id).
+    refreshed: bool,
+}
 
 /// Events kept for slow subscribers; one that falls further behind re-reads the database.
 const CHANNEL_CAPACITY: usize = 4_096;
@@ -134,7 +143,7 @@ impl ActionFeed {
 
     async fn run(self) {
         let mut stop = self.inner.stop.subscribe();
-        let mut gap_seen: Option<(i64, Instant)> = None;
+        let mut gap: Option<Gap> = None;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.inner.poll) => {}
@@ -144,14 +153,49 @@ impl ActionFeed {
             if *stop.borrow() {
                 return;
             }
-            if let Err(e) = self.publish_new(&mut gap_seen).await {
+            if let Err(e) = self.publish_new(&mut gap).await {
                 tracing::warn!(error = %e, "live feed could not read action_log");
             }
         }
     }
 
-    async fn publish_new(&self, gap_seen: &mut Option<(i64, Instant)>) -> Result<(), DbErr> {
+    /// True when every transaction that was running when the hole was seen has ended, so a
+    /// row still missing was rolled back (PostgreSQL transaction ids: the current snapshot's
+    /// xmin has passed the xmax recorded then).
+    async fn hole_settled(&self, gap: &Gap) -> Result<bool, DbErr> {
+        let xmin = db::query_one(
+            &self.inner.db,
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS x",
+            vec![],
+        )
+        .await?
+        .map(|r| r.try_get::<i64>("", "x"))
+        .transpose()?
+        .unwrap_or(0);
+        Ok(xmin >= gap.xmax)
+    }
+
+    async fn current_xmax(&self) -> Result<i64, DbErr> {
+        Ok(db::query_one(
+            &self.inner.db,
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS x",
+            vec![],
+        )
+        .await?
+        .map(|r| r.try_get::<i64>("", "x"))
+        .transpose()?
+        .unwrap_or(i64::MAX))
+    }
+
+    async fn publish_new(&self, gap: &mut Option<Gap>) -> Result<(), DbErr> {
+        let postgres = self.inner.db.get_database_backend() == DbBackend::Postgres;
         loop {
+            // Checked before reading the rows: a transaction that commits after this check has
+            // its row in the read below.
+            let settled = match gap.as_ref() {
+                Some(g) if postgres && g.refreshed => self.hole_settled(g).await?,
+                _ => false,
+            };
             let hw = self.high_water();
             let rows = db::query_all(
                 &self.inner.db,
@@ -162,19 +206,40 @@ impl ActionFeed {
             let fetched = rows.len() as i64;
             let mut expected = hw + 1;
             for row in &rows {
-                let item = LogItem::from_row(row)?;
-                if item.id != expected {
-                    // A hole: wait for it to fill, unless it has been open for the grace time.
-                    match *gap_seen {
-                        Some((at, since)) if at == expected && since.elapsed() >= GAP_GRACE => {}
-                        Some((at, _)) if at == expected => return Ok(()),
+                let id: i64 = row.try_get("", "id")?;
+                // A hole on PostgreSQL: a lower id may still be in an open transaction. Wait
+                // until every transaction running when the hole was seen has ended. On SQLite
+                // ids commit in order; a hole there is a deleted row.
+                if id != expected && postgres {
+                    match gap.as_mut() {
+                        Some(g) if g.id == expected && settled => {}
+                        Some(g) if g.id == expected && !g.refreshed => {
+                            g.xmax = self.current_xmax().await?;
+                            g.refreshed = true;
+                            return Ok(());
+                        }
+                        Some(g) if g.id == expected => return Ok(()),
                         _ => {
-                            *gap_seen = Some((expected, Instant::now()));
+                            *gap = Some(Gap {
+                                id: expected,
+                                xmax: i64::MAX,
+                                refreshed: false,
+                            });
                             return Ok(());
                         }
                     }
                 }
-                *gap_seen = None;
+                *gap = None;
+                expected = id + 1;
+                let item = match LogItem::from_row(row) {
+                    Ok(item) => item,
+                    Err(e) => {
+                        // One undecodable row must not stop the feed for everyone.
+                        tracing::warn!(error = %e, id, "skipping an action_log row the feed cannot read");
+                        self.inner.high_water.store(id, Ordering::SeqCst);
+                        continue;
+                    }
+                };
                 let event = Arc::new(FeedEvent {
                     id: item.id,
                     guild_id: item.guild_id.clone(),
@@ -184,7 +249,6 @@ impl ActionFeed {
                 // either finds the row in the database or receives it.
                 self.inner.high_water.store(item.id, Ordering::SeqCst);
                 let _ = self.inner.tx.send(event);
-                expected = item.id + 1;
             }
             if fetched < BATCH {
                 return Ok(());

@@ -204,14 +204,17 @@ enum Held {
     Cookie(String),
 }
 
-fn held_credential(req: &Request) -> Option<Held> {
-    if let Some(token) = req.header("authorization").and_then(|h| {
-        h.strip_prefix("Bearer ")
-            .or_else(|| h.strip_prefix("bearer "))
-    }) {
-        return Some(Held::Bearer(token.trim().to_owned()));
+/// The credential that authenticated the request (the `Auth` variant says which), kept to
+/// re-check it while the stream is open.
+fn held_credential(req: &Request, auth: &Auth) -> Option<Held> {
+    match auth {
+        Auth::Bearer(_) => req
+            .header("authorization")
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| Held::Bearer(token.trim().to_owned())),
+        Auth::Cookie(_) => crate::auth::request_cookie(req, SESSION_COOKIE).map(Held::Cookie),
     }
-    crate::auth::request_cookie(req, SESSION_COOKIE).map(Held::Cookie)
 }
 
 #[poem_openapi::OpenApi(tag = "ApiTags::Logs")]
@@ -278,7 +281,7 @@ impl StreamApi {
             }
         };
         let state = state.0.clone();
-        let held = held_credential(req);
+        let held = held_credential(req, &auth);
         let guild = guild_id.into_string();
         let body = async_stream::stream! {
             // Lives as long as the stream: a disconnect drops it and frees the place.

@@ -252,6 +252,31 @@ async fn login_flow_access_and_role_recheck() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 403);
+
+        // Discord failing during a re-check: the last confirmed access holds for one more
+        // interval, then the session fails closed.
+        let other = log_in(&l, MOD_A, "code-4").await;
+        l.fake.set_roles(GUILD_A, MOD_A, &[ROLE_A]);
+        let other2 = log_in(&l, MOD_A, "code-5").await;
+        assert_eq!(
+            me(&l, &other2).await.1["guild_ids"],
+            serde_json::json!([GUILD_A])
+        );
+        drop(other);
+        l.fake
+            .set_trouble(MOD_A, pawtropolis_tests::fake_discord::Trouble::Status(503));
+        l.clock.advance(601);
+        assert_eq!(
+            me(&l, &other2).await.1["guild_ids"],
+            serde_json::json!([GUILD_A]),
+            "kept while Discord fails"
+        );
+        l.clock.advance(600);
+        assert_eq!(
+            me(&l, &other2).await.1["guild_ids"],
+            serde_json::json!([]),
+            "closed after a second interval"
+        );
         l.app.finish().await;
     }
 }

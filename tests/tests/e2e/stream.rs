@@ -243,6 +243,7 @@ async fn concurrent_writers_every_id_exactly_once_in_order() {
         let w2 = pawtropolis_api::db::connect(&app.tdb.url, 1).await.unwrap();
         // Some inserts sit in a transaction for a while before committing, so that on
         // PostgreSQL a higher id of the other writer commits first.
+        let long_hold = matches!(backend, Backend::Postgres(_));
         let write = |db: sea_orm::DatabaseConnection, offset: usize| async move {
             use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
             let insert = |i: usize| {
@@ -261,7 +262,10 @@ async fn concurrent_writers_every_id_exactly_once_in_order() {
                 let row = if (i + offset).is_multiple_of(50) {
                     let txn = db.begin().await.unwrap();
                     let row = txn.query_one_raw(insert(i)).await.unwrap().unwrap();
-                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    // One transaction on PostgreSQL stays open for seconds: the feed must wait
+                    // for it however long it takes, not give up on its id.
+                    let hold = if long_hold && i == 100 { 4_000 } else { 150 };
+                    tokio::time::sleep(Duration::from_millis(hold)).await;
                     txn.commit().await.unwrap();
                     row
                 } else {
