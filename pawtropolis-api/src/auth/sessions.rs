@@ -219,7 +219,7 @@ impl SessionStore {
         // comes from the configuration, not from Discord).
         if now - row.roles_checked_at_s >= 2 * recheck {
             row.user.guild_ids.clear();
-            row.user.all_guilds = self.login.owner_ids.iter().any(|o| *o == row.user.user_id);
+            row.user.all_guilds = self.login.owner_ids.contains(&row.user.user_id);
         }
         if now - row.last_seen_at_s >= 60 {
             db::execute(
