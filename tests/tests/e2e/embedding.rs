@@ -4,11 +4,7 @@
 
 use std::sync::Arc;
 
-use pawtropolis_api::{
-    PawtropolisApi,
-    identity::{SerenityCacheSource, SerenityHttpSource},
-    register_api_routes,
-};
+use pawtropolis_api::register_api_routes;
 use pawtropolis_tests::{
     GUILD_A, TestDb, backends,
     fake_discord::{FakeDiscord, FakeUser},
@@ -79,15 +75,15 @@ async fn a_bot_embeds_the_api_with_its_http_and_cache() {
                 .build(),
         );
         let cache = bot_cache();
-        let api = PawtropolisApi::builder(tdb.db.clone())
-            .discord_http(http.clone())
-            .identity_source(Arc::new(SerenityCacheSource::new(
-                cache,
-                SerenityHttpSource::new(http),
-            )))
-            .build()
-            .await
-            .unwrap();
+        // The bot example's own code path (what its gateway `ready` handler runs).
+        let api = pawtropolis_bot_example::build_dashboard(
+            tdb.db.clone(),
+            http,
+            cache,
+            Default::default(),
+        )
+        .await
+        .unwrap();
         let app = register_api_routes(Route::new().at("/host", get(host_route)), &api);
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()
@@ -154,6 +150,38 @@ async fn a_bot_embeds_the_api_with_its_http_and_cache() {
         let guild = pawtropolis_api::Snowflake::parse("guild", GUILD_A).unwrap();
         let direct = api.resolve_users(&guild, &ids).await.unwrap();
         assert_eq!(direct.users[0].display_name, "From The Cache");
+
+        // A moderator action written the bot's way reaches a dashboard stream at once.
+        let mut stream = pawtropolis_tests::sse::SseClient::connect(
+            &base,
+            &format!("/api/logs/stream?guild_id={GUILD_A}"),
+            &secret,
+            None,
+        )
+        .await;
+        stream
+            .next_block(std::time::Duration::from_secs(5))
+            .await
+            .expect("open");
+        let action = pawtropolis_bot_example::ModeratorAction {
+            guild_id: GUILD_A.parse().unwrap(),
+            moderator_id: CACHED.parse().unwrap(),
+            subject_id: NOT_CACHED.parse().unwrap(),
+            action: "approve",
+            app_id: Some("6f1c2d3e-0000-4000-8000-000000000001"),
+            reason: None,
+        };
+        let id = pawtropolis_bot_example::record_action(&api, action)
+            .await
+            .unwrap();
+        let ev = stream
+            .next_action(std::time::Duration::from_secs(5))
+            .await
+            .expect("event");
+        assert_eq!(ev.id, Some(id));
+        assert_eq!(ev.json()["action"], "approve");
+        assert_eq!(ev.json()["app_code"], "6F1C2D");
+        api.shutdown();
         server.abort();
         tdb.cleanup().await;
     }
