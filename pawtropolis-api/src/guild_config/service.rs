@@ -231,30 +231,31 @@ pub async fn apply_update(
     now_s: i64,
 ) -> Result<(GuildConfig, Vec<String>), ApiError> {
     let txn = db.begin().await?;
-    let existing = db::query_one(&txn, select_sql(), vec![guild_id.as_str().into()]).await?;
-    let exists = existing.is_some();
-    let before = match existing {
-        Some(row) => from_row(&row)?,
-        None => defaults(guild_id),
-    };
     let now_text = sql_datetime(now_s);
-    if !exists {
-        db::execute(
-            &txn,
-            format!(
-                "INSERT INTO guild_config (guild_id, {}, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
-                HOUR_FIELDS.map(|(f, _)| f).join(", ")
-            ),
-            vec![
-                guild_id.as_str().into(),
-                before.reapply_cooldown_hours.into(),
-                before.min_account_age_hours.into(),
-                before.min_join_age_hours.into(),
-                now_text.clone().into(),
-            ],
-        )
-        .await?;
-    }
+    let base = defaults(guild_id);
+    // The first statement writes: on SQLite that takes the write lock before anything is read,
+    // so a concurrent writer cannot invalidate this transaction's snapshot (SQLITE_BUSY_SNAPSHOT)
+    // between its read and its writes.
+    db::execute(
+        &txn,
+        format!(
+            "INSERT INTO guild_config (guild_id, {}, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (guild_id) DO NOTHING",
+            HOUR_FIELDS.map(|(f, _)| f).join(", ")
+        ),
+        vec![
+            guild_id.as_str().into(),
+            base.reapply_cooldown_hours.into(),
+            base.min_account_age_hours.into(),
+            base.min_join_age_hours.into(),
+            now_text.clone().into(),
+        ],
+    )
+    .await?;
+    let before = match db::query_one(&txn, select_sql(), vec![guild_id.as_str().into()]).await? {
+        Some(row) => from_row(&row)?,
+        None => base,
+    };
     let mut changed = Vec::new();
     for change in changes {
         let field = change.field();
