@@ -400,7 +400,11 @@ async fn bad_cookies_state_mismatch_and_cross_site_requests() {
         let busy = log_in(&l, MOD_A, "code-3").await;
         for _ in 0..33 {
             l.clock.advance(5 * 3600);
-            assert_eq!(me(&l, &busy).await.0, 200, "used every 5 hours, within 7 days");
+            assert_eq!(
+                me(&l, &busy).await.0,
+                200,
+                "used every 5 hours, within 7 days"
+            );
         }
         l.clock.advance(3 * 3600 + 1);
         assert_eq!(me(&l, &busy).await.0, 401, "past the 7-day limit");
