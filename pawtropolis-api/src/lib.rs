@@ -238,7 +238,6 @@ impl PawtropolisApiBuilder {
             settings: self.settings,
             clock,
             verifier,
-            discord: self.discord,
         });
         // Bring the metrics tables up to date now rather than on the first chart request
         // (on a large database that first pass takes seconds).

@@ -108,16 +108,12 @@ impl<T: Type> Payload for JsonBytes<T> {
     }
 }
 
-impl<T: Send> IntoResponse for JsonBytes<T> {
+impl<T: Type> IntoResponse for JsonBytes<T> {
     fn into_response(self) -> Response {
         Response::builder()
-            .content_type(Self::CONTENT_TYPE_STR)
+            .content_type(<Self as Payload>::CONTENT_TYPE)
             .body(self.bytes)
     }
-}
-
-impl<T> JsonBytes<T> {
-    const CONTENT_TYPE_STR: &'static str = "application/json; charset=utf-8";
 }
 
 /// Reply of a cacheable GET: the body with its `ETag` and `Cache-Control`, or 304 when the

@@ -54,8 +54,6 @@ pub struct ApiSettings {
     /// carrying another `Origin` are refused. `None` accepts requests without a browser origin
     /// check (API tokens from scripts still work either way).
     pub public_url: Option<String>,
-    /// Timeout of a single database-backed request before it answers 503.
-    pub request_timeout: Duration,
     /// How long a `user_cache` row is used as is (`PAWTROPOLIS_USER_CACHE_TTL_SECS`, 1800).
     pub user_cache_ttl_secs: u64,
     /// How long "Discord does not know this user" is remembered
@@ -98,7 +96,6 @@ impl Default for ApiSettings {
             logs_default_limit: 50,
             logs_max_limit: 500,
             public_url: None,
-            request_timeout: Duration::from_secs(30),
             user_cache_ttl_secs: 1800,
             negative_cache_ttl_secs: 300,
             discord_timeout: Duration::from_secs(5),

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use poem::Request;
 use sea_orm::DatabaseConnection;
-use serenity::http::Http;
 
 use crate::{
     auth::SessionVerifier,
@@ -20,8 +19,6 @@ pub(crate) struct ApiState {
     pub settings: ApiSettings,
     pub clock: Arc<dyn Clock>,
     pub verifier: Arc<dyn SessionVerifier>,
-    #[allow(dead_code)]
-    pub discord: Option<Arc<Http>>,
     pub metrics_cache: MetricsCache,
     pub derived: crate::metrics::Derived,
     pub feed: crate::feed::ActionFeed,

@@ -11,6 +11,15 @@ pub fn rfc3339_utc(secs: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Unix seconds as the bot's `datetime('now')` text (`2025-10-21 00:00:00`, UTC), the format of
+/// the `updated_at` columns it shares with us.
+pub fn sql_datetime(secs: i64) -> String {
+    DateTime::<Utc>::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// Parses a time parameter given as Unix seconds or RFC 3339; the 400 names the parameter.
 pub fn parse_time_param(field: &str, value: &str) -> Result<i64, ApiError> {
     let value = value.trim();

@@ -314,6 +314,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Checks HTTP revalidation of `path`: a 200 with `Cache-Control: {cache_control}` and an
+    /// `ETag`, then a 304 for `If-None-Match` with that tag, carrying the same `ETag` and
+    /// `Cache-Control`. Returns the tag.
+    pub async fn assert_revalidates(&self, path: &str, token: &str, cache_control: &str) -> String {
+        let resp = self.get(path, token).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["cache-control"], cache_control, "{path}");
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 304, "{path}");
+        assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag, "{path}");
+        assert_eq!(resp.headers()["cache-control"], cache_control, "{path}");
+        etag
+    }
+
     /// GET `path` with a token and return status and JSON body.
     pub async fn get_json(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
         let resp = self.get(path, token).await;

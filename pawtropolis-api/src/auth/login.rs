@@ -17,7 +17,7 @@ use super::{
     sessions::{SessionStore, SessionUser, create_session, revoke_session},
 };
 use crate::{
-    error::{ApiError, error_response},
+    error::ApiError,
     identity::avatar,
     settings::LoginSettings,
     state::{ApiState, check_origin},
@@ -61,7 +61,7 @@ async fn start_login(state: Data<&Arc<ApiState>>) -> Response {
     let Ok(login) = login_of(&state) else {
         return fail(ApiError::NotFound("Discord login is not configured".into()));
     };
-    let nonce = &super::tokens::new_secret()[4..];
+    let nonce = &super::tokens::random_secret();
     Response::builder()
         .status(StatusCode::FOUND)
         .header(header::LOCATION, login.discord.authorize_url(nonce))
@@ -222,13 +222,7 @@ async fn current_user(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
         }
     }
     .await;
-    result.unwrap_or_else(|e| {
-        if matches!(e, ApiError::Unauthorized(_)) {
-            error_response(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string())
-        } else {
-            fail(e)
-        }
-    })
+    result.unwrap_or_else(fail)
 }
 
 /// The login routes, to nest at `/auth`.

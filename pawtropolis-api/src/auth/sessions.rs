@@ -73,7 +73,7 @@ pub async fn create_session(
     access_token: &str,
     now_s: i64,
 ) -> Result<String, DbErr> {
-    let secret = format!("{SESSION_PREFIX}{}", &super::tokens::new_secret()[4..]);
+    let secret = format!("{SESSION_PREFIX}{}", super::tokens::random_secret());
     db::execute(
         db,
         "INSERT INTO dashboard_session (id_hash, user_id, username, display_name, avatar_url, guild_ids, all_guilds, \

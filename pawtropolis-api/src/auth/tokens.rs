@@ -33,13 +33,11 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-pub(crate) fn new_secret() -> String {
+/// 256 random bits, URL-safe base64: the body of API tokens, session ids and login states.
+pub(crate) fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn from_row(row: &sea_orm::QueryResult) -> Result<ApiToken, DbErr> {
@@ -67,7 +65,7 @@ pub async fn create(
     guild_ids: &[String],
     now_s: i64,
 ) -> Result<(ApiToken, String), DbErr> {
-    let secret = new_secret();
+    let secret = format!("{TOKEN_PREFIX}{}", random_secret());
     let row = db::query_one(
         db,
         format!(
@@ -86,18 +84,31 @@ pub async fn create(
     Ok((from_row(&row)?, secret))
 }
 
+/// True when `token` has the shape of an API token (checked before any hashing or lookup).
+pub fn looks_like_token(token: &str) -> bool {
+    token.starts_with(TOKEN_PREFIX) && token.len() <= 200
+}
+
 /// The active (not revoked) token whose secret is `token`.
 pub async fn find_active(
     db: &impl ConnectionTrait,
     token: &str,
 ) -> Result<Option<ApiToken>, DbErr> {
-    if !token.starts_with(TOKEN_PREFIX) || token.len() > 200 {
+    if !looks_like_token(token) {
         return Ok(None);
     }
+    find_active_by_hash(db, &hash_token(token)).await
+}
+
+/// The active (not revoked) token whose secret hashes to `hash`.
+pub async fn find_active_by_hash(
+    db: &impl ConnectionTrait,
+    hash: &str,
+) -> Result<Option<ApiToken>, DbErr> {
     let row = db::query_one(
         db,
         format!("SELECT {COLUMNS} FROM api_token WHERE token_hash = $1 AND revoked_at_s IS NULL"),
-        vec![hash_token(token).into()],
+        vec![hash.into()],
     )
     .await?;
     row.as_ref().map(from_row).transpose()

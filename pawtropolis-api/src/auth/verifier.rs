@@ -57,6 +57,9 @@ impl SessionVerifier for ApiTokenVerifier {
         let Credential::Bearer(token) = credential else {
             return Ok(None);
         };
+        if !tokens::looks_like_token(token) {
+            return Ok(None);
+        }
         let hash = tokens::hash_token(token);
         if let Some((principal, checked)) = self.recent.get(&hash)
             && checked.elapsed() < TOKEN_RECHECK
@@ -64,7 +67,7 @@ impl SessionVerifier for ApiTokenVerifier {
             return Ok(Some(principal));
         }
         let now = self.clock.now_s();
-        let Some(found) = tokens::find_active(&self.db, token).await? else {
+        let Some(found) = tokens::find_active_by_hash(&self.db, &hash).await? else {
             return Ok(None);
         };
         // Recording use costs a write; once a minute per token is enough for `token list`.

@@ -3,7 +3,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::{db, error::ApiError, snowflake::Snowflake};
+use crate::{db, error::ApiError, snowflake::Snowflake, timefmt::sql_datetime};
 
 /// Snowflake settings: channel and role ids, each nullable.
 const SNOWFLAKE_FIELDS: [&str; 7] = [
@@ -210,14 +210,6 @@ fn current_value(cfg: &GuildConfig, field: &str) -> Option<String> {
         "min_join_age_hours" => Some(cfg.min_join_age_hours.to_string()),
         _ => None,
     }
-}
-
-/// `datetime('now')` format of the bot's timestamps.
-fn sql_datetime(secs: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
 }
 
 /// Applies validated changes in one transaction and records each field whose value changed in

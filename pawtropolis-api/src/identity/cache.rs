@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 
 use super::{avatar, source::DiscordIdentity};
-use crate::db;
+use crate::{db, timefmt::sql_datetime};
 
 /// A `user_cache` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,14 +24,6 @@ pub struct CachedIdentity {
     pub avatar_url: String,
     /// When the row was written, Unix seconds (`i64::MIN` when unreadable: always stale).
     pub updated_at_s: i64,
-}
-
-/// `datetime('now')` text of the bot's `updated_at` columns.
-pub(crate) fn sql_datetime(secs: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
 }
 
 fn parse_sql_datetime(text: &str) -> i64 {
@@ -83,13 +75,8 @@ pub async fn load(
     Ok(out)
 }
 
-/// Writes what Discord said about a user, replacing the guild's earlier row.
-pub async fn upsert(
-    db: &impl ConnectionTrait,
-    guild_id: u64,
-    identity: &DiscordIdentity,
-    now_s: i64,
-) -> Result<CachedIdentity, DbErr> {
+/// The row a fresh identity is stored as: effective avatar and display name by Discord's rules.
+pub fn row_for(guild_id: u64, identity: &DiscordIdentity, now_s: i64) -> CachedIdentity {
     let (avatar_url, avatar_hash) = avatar::effective_avatar(
         guild_id,
         identity.user_id,
@@ -97,20 +84,29 @@ pub async fn upsert(
         identity.user_avatar.as_deref(),
         identity.discriminator,
     );
-    let display = avatar::display_name(
-        identity.nick.as_deref(),
-        identity.global_name.as_deref(),
-        &identity.username,
-    );
-    let row = CachedIdentity {
+    CachedIdentity {
         user_id: identity.user_id.to_string(),
         username: identity.username.clone(),
         global_name: identity.global_name.clone(),
-        display_name: Some(display),
+        display_name: Some(avatar::display_name(
+            identity.nick.as_deref(),
+            identity.global_name.as_deref(),
+            &identity.username,
+        )),
         avatar_hash,
         avatar_url,
         updated_at_s: now_s,
-    };
+    }
+}
+
+/// Writes what Discord said about a user, replacing the guild's earlier row.
+pub async fn upsert(
+    db: &impl ConnectionTrait,
+    guild_id: u64,
+    identity: &DiscordIdentity,
+    now_s: i64,
+) -> Result<CachedIdentity, DbErr> {
+    let row = row_for(guild_id, identity, now_s);
     db::execute(
         db,
         "INSERT INTO user_cache (user_id, guild_id, username, global_name, display_name, avatar_hash, avatar_url, \

@@ -20,7 +20,7 @@ use super::{
     avatar,
     cache::{self, CachedIdentity},
     memory::Lru,
-    source::{DiscordIdentity, FetchError, IdentitySource},
+    source::{FetchError, IdentitySource},
 };
 use crate::{
     clock::Clock, error::ApiError, payload::Warning, settings::ApiSettings, snowflake::Snowflake,
@@ -411,7 +411,7 @@ impl IdentityResolver {
             Err(e) => {
                 // The answer is still good; only the next request pays for the failed write.
                 tracing::warn!(error = %e, user_id = u, "could not write user_cache");
-                cache_row_of(g, &identity, now)
+                cache::row_for(g, &identity, now)
             }
         };
         Ok((row, IdentityOrigin::Discord))
@@ -436,29 +436,5 @@ impl Drop for InflightGuard<'_> {
         {
             map.remove(&self.key);
         }
-    }
-}
-
-/// The row a fresh identity is stored as (used when the write itself failed).
-fn cache_row_of(g: u64, identity: &DiscordIdentity, now: i64) -> CachedIdentity {
-    let (avatar_url, avatar_hash) = avatar::effective_avatar(
-        g,
-        identity.user_id,
-        identity.member_avatar.as_deref(),
-        identity.user_avatar.as_deref(),
-        identity.discriminator,
-    );
-    CachedIdentity {
-        user_id: identity.user_id.to_string(),
-        username: identity.username.clone(),
-        global_name: identity.global_name.clone(),
-        display_name: Some(avatar::display_name(
-            identity.nick.as_deref(),
-            identity.global_name.as_deref(),
-            &identity.username,
-        )),
-        avatar_hash,
-        avatar_url,
-        updated_at_s: now,
     }
 }

@@ -8,7 +8,8 @@ use poem_openapi::{
 use serde::Serialize;
 
 use super::{
-    Bucket, Latency, MetricsSummary, Timeseries, Window, Zone, latency, summarize, timeseries,
+    Bucket, ChartParams, Latency, MetricsSummary, Timeseries, Window, Zone, latency, summarize,
+    timeseries,
 };
 use crate::{
     ApiTags,
@@ -22,6 +23,23 @@ use crate::{
 
 /// Moderator metrics.
 pub(crate) struct MetricsApi;
+
+/// The chart parameters with their defaults (`7d`, `1h`, UTC), after the guild check.
+fn chart_params(
+    auth: &Auth,
+    guild_id: Snowflake,
+    window: Option<Window>,
+    bucket: Option<Bucket>,
+    tz: Option<&str>,
+) -> Result<ChartParams, ApiError> {
+    auth.principal().authorize(&guild_id)?;
+    Ok(ChartParams {
+        guild_id,
+        window: window.unwrap_or(Window::Days7),
+        bucket: bucket.unwrap_or(Bucket::Hour1),
+        zone: Zone::parse(tz)?,
+    })
+}
 
 /// The cached reply under `key`, or `compute`'s, encoded once and kept for
 /// `PAWTROPOLIS_METRICS_CACHE_SECS` when `compute` says it may be (a reply with fallback
@@ -134,32 +152,18 @@ impl MetricsApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<Cacheable<Timeseries>, ApiError> {
-        let guild_id = guild_id.0;
-        auth.principal().authorize(&guild_id)?;
-        let window = window.0.unwrap_or(Window::Days7);
-        let bucket = bucket.0.unwrap_or(Bucket::Hour1);
-        let zone = Zone::parse(tz.0.as_deref())?;
-        let key = format!(
-            "ts:{guild_id}:{}:{}:{}",
-            window.as_str(),
-            bucket.as_str(),
-            zone.name()
-        );
-        cached(&state, key, if_none_match.0.as_deref(), || async {
-            Ok((
-                timeseries(
-                    &state.db,
-                    &state.derived,
-                    &guild_id,
-                    window,
-                    bucket,
-                    zone,
-                    state.now_s(),
-                )
-                .await?,
-                true,
-            ))
-        })
+        let params = chart_params(&auth, guild_id.0, window.0, bucket.0, tz.0.as_deref())?;
+        cached(
+            &state,
+            params.cache_key("ts"),
+            if_none_match.0.as_deref(),
+            || async {
+                Ok((
+                    timeseries(&state.db, &state.derived, &params, state.now_s()).await?,
+                    true,
+                ))
+            },
+        )
         .await
     }
 
@@ -190,32 +194,18 @@ impl MetricsApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<Cacheable<Latency>, ApiError> {
-        let guild_id = guild_id.0;
-        auth.principal().authorize(&guild_id)?;
-        let window = window.0.unwrap_or(Window::Days7);
-        let bucket = bucket.0.unwrap_or(Bucket::Hour1);
-        let zone = Zone::parse(tz.0.as_deref())?;
-        let key = format!(
-            "lat:{guild_id}:{}:{}:{}",
-            window.as_str(),
-            bucket.as_str(),
-            zone.name()
-        );
-        cached(&state, key, if_none_match.0.as_deref(), || async {
-            Ok((
-                latency(
-                    &state.db,
-                    &state.derived,
-                    &guild_id,
-                    window,
-                    bucket,
-                    zone,
-                    state.now_s(),
-                )
-                .await?,
-                true,
-            ))
-        })
+        let params = chart_params(&auth, guild_id.0, window.0, bucket.0, tz.0.as_deref())?;
+        cached(
+            &state,
+            params.cache_key("lat"),
+            if_none_match.0.as_deref(),
+            || async {
+                Ok((
+                    latency(&state.db, &state.derived, &params, state.now_s()).await?,
+                    true,
+                ))
+            },
+        )
         .await
     }
 }

@@ -58,6 +58,15 @@ fn slot_from_row(row: &sea_orm::QueryResult) -> Result<SlotCounts, DbErr> {
     })
 }
 
+/// The whole slots inside the window (`lo`, `hi`]: [`first`, `end`) (possibly empty), or `None`
+/// when the window spans no slot boundary that leaves room for them. The partial slots at the
+/// edges, (`lo`, `first` − 1] and [`end`, `hi`], are read row by row so the edges are exact.
+fn whole_slots(lo: i64, hi: i64) -> Option<(i64, i64)> {
+    let first = lo.div_euclid(SLOT_SECS) * SLOT_SECS + SLOT_SECS;
+    let end = hi.div_euclid(SLOT_SECS) * SLOT_SECS;
+    (first <= end).then_some((first, end))
+}
+
 /// Per-slot counts straight from `action_log` for rows in (`lo`, `hi`].
 async fn direct_slots(
     db: &impl ConnectionTrait,
@@ -193,13 +202,16 @@ impl Derived {
              AND n.app_id IS NOT NULL AND n.action IN {COUNTED}"
         );
         db::execute(&txn, "DELETE FROM metrics_touched_slots", vec![]).await?;
+        // Run before and after the recomputation: the slots those applications leave and the
+        // slots they land in.
+        let remember_slots = format!(
+            "INSERT INTO metrics_touched_slots (guild_id, slot_s) \
+             SELECT DISTINCT guild_id, decided_slot_s FROM metrics_app_latency \
+             WHERE app_id IN ({touched_apps})"
+        );
         db::execute(
             &txn,
-            format!(
-                "INSERT INTO metrics_touched_slots (guild_id, slot_s) \
-                 SELECT DISTINCT guild_id, decided_slot_s FROM metrics_app_latency \
-                 WHERE app_id IN ({touched_apps})"
-            ),
+            remember_slots.clone(),
             vec![mark.into(), max_id.into()],
         )
         .await?;
@@ -224,16 +236,7 @@ impl Derived {
             vec![mark.into(), max_id.into()],
         )
         .await?;
-        db::execute(
-            &txn,
-            format!(
-                "INSERT INTO metrics_touched_slots (guild_id, slot_s) \
-                 SELECT DISTINCT guild_id, decided_slot_s FROM metrics_app_latency \
-                 WHERE app_id IN ({touched_apps})"
-            ),
-            vec![mark.into(), max_id.into()],
-        )
-        .await?;
+        db::execute(&txn, remember_slots, vec![mark.into(), max_id.into()]).await?;
         db::execute(
             &txn,
             "DELETE FROM metrics_latency_slots WHERE (guild_id, slot_s) IN \
@@ -279,11 +282,9 @@ impl Derived {
         // Whole slots inside the window come from the derived table; the two partial slots at
         // the edges are counted row by row, so a row at exactly `lo` stays out and one at `hi`
         // is in.
-        let first_full = lo.div_euclid(SLOT_SECS) * SLOT_SECS + SLOT_SECS;
-        let last_slot = hi.div_euclid(SLOT_SECS) * SLOT_SECS;
-        if first_full > last_slot {
+        let Some((first_full, last_slot)) = whole_slots(lo, hi) else {
             return direct_slots(db, guild, lo, hi).await;
-        }
+        };
         let mut out = direct_slots(db, guild, lo, first_full - 1).await?;
         let rows = db::query_all(
             db,
@@ -315,11 +316,9 @@ impl Derived {
             self.catch_up(db).await?;
             // Whole slots from the per-slot lists; the partial slots at the window's edges
             // from the per-application rows, with exact bounds.
-            let first_full = lo.div_euclid(SLOT_SECS) * SLOT_SECS + SLOT_SECS;
-            let last_slot = hi.div_euclid(SLOT_SECS) * SLOT_SECS;
-            if first_full > last_slot {
+            let Some((first_full, last_slot)) = whole_slots(lo, hi) else {
                 return app_rows(db, guild, lo, hi).await;
-            }
+            };
             let mut out = app_rows(db, guild, lo, first_full - 1).await?;
             let rows = db::query_all(
                 db,

@@ -16,6 +16,7 @@ pub use grid::{Bucket, SLOT_SECS, Zone, bucket_starts};
 pub use percentile::{mean, nearest_rank};
 pub use summary::{MetricsSummary, ModeratorMetrics, Totals, summarize};
 pub use timeseries::{
-    ActionCounts, CountsBucket, Latency, LatencyBucket, Timeseries, latency, timeseries,
+    ActionCounts, ChartParams, CountsBucket, Latency, LatencyBucket, Timeseries, latency,
+    timeseries,
 };
 pub use window::Window;

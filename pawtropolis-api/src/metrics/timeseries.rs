@@ -84,16 +84,45 @@ pub struct Latency {
     pub buckets: Vec<LatencyBucket>,
 }
 
+/// What both charts are asked for: a guild, a window and a bucket grid.
+#[derive(Debug, Clone)]
+pub struct ChartParams {
+    /// The guild.
+    pub guild_id: Snowflake,
+    /// How far back.
+    pub window: Window,
+    /// Bucket width.
+    pub bucket: Bucket,
+    /// Time zone of the grid.
+    pub zone: Zone,
+}
+
+impl ChartParams {
+    /// Cache key of the chart `kind` for these parameters (every parameter is in it).
+    pub fn cache_key(&self, kind: &str) -> String {
+        format!(
+            "{kind}:{}:{}:{}:{}",
+            self.guild_id,
+            self.window.as_str(),
+            self.bucket.as_str(),
+            self.zone.name()
+        )
+    }
+}
+
 /// Counts of submissions, claims, accepts and rejects per bucket over (now − window, now].
 pub async fn timeseries(
     db: &DatabaseConnection,
     derived: &Derived,
-    guild_id: &Snowflake,
-    window: Window,
-    bucket: Bucket,
-    zone: Zone,
+    params: &ChartParams,
     now_s: i64,
 ) -> Result<Timeseries, ApiError> {
+    let ChartParams {
+        guild_id,
+        window,
+        bucket,
+        zone,
+    } = params.clone();
     let from = now_s - window.secs();
     let starts = bucket_starts(from, now_s, bucket, zone);
     let mut counts = vec![ActionCounts::default(); starts.len()];
@@ -129,12 +158,15 @@ pub async fn timeseries(
 pub async fn latency(
     db: &DatabaseConnection,
     derived: &Derived,
-    guild_id: &Snowflake,
-    window: Window,
-    bucket: Bucket,
-    zone: Zone,
+    params: &ChartParams,
     now_s: i64,
 ) -> Result<Latency, ApiError> {
+    let ChartParams {
+        guild_id,
+        window,
+        bucket,
+        zone,
+    } = params.clone();
     let from = now_s - window.secs();
     let starts = bucket_starts(from, now_s, bucket, zone);
     let mut per_bucket: Vec<Vec<i64>> = vec![Vec::new(); starts.len()];
