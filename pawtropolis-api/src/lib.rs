@@ -28,6 +28,7 @@ mod health;
 pub mod identity;
 pub mod logs;
 pub mod metrics;
+mod openapi_doc;
 pub mod payload;
 pub mod settings;
 pub mod snowflake;
@@ -271,12 +272,12 @@ fn openapi_service() -> OpenApiService<Apis, ()> {
 
 /// The OpenAPI document of the API as YAML (what `openapi.yaml` holds).
 pub fn openapi_yaml() -> String {
-    openapi_service().spec_yaml()
+    openapi_doc::yaml().to_owned()
 }
 
 /// The OpenAPI document of the API as JSON (served at `/api/openapi.json`).
 pub fn openapi_json() -> String {
-    openapi_service().spec()
+    openapi_doc::json().to_owned()
 }
 
 /// Mounts the API on `route`: every operation under `/api`, the OpenAPI document at
@@ -284,8 +285,6 @@ pub fn openapi_json() -> String {
 /// routes beside them.
 pub fn register_api_routes(route: Route, api: &PawtropolisApi) -> Route {
     let service = openapi_service();
-    let docs = service.swagger_ui();
-    let spec = service.spec_endpoint();
     // Browsers may call the API only from the dashboard's origin, with credentials.
     let public = api.state.settings.public_url.clone();
     let cors = move || {
@@ -310,8 +309,8 @@ pub fn register_api_routes(route: Route, api: &PawtropolisApi) -> Route {
     let with_cors = api.state.settings.public_url.is_some();
     // CORS inside the error renderer, so that its refusals get the JSON error body too.
     let api_tree = Route::new()
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
+        .at("/docs", openapi_doc::swagger_ui)
+        .at("/openapi.json", openapi_doc::spec_endpoint)
         .nest("/", service)
         .with_if(with_cors, cors())
         .catch_all_error(error::render_error)

@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// ready-to-paste curl line.
     #[arg(long)]
     pub demo: bool,
+    /// Serve the dashboard page at `/dashboard/` (and send `/` there).
+    #[arg(long)]
+    pub dashboard: bool,
 }
 
 /// `token` subcommands.

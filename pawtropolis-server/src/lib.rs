@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 
 use std::{io::Write, time::Duration};
@@ -199,9 +200,16 @@ pub async fn build_api_with_clock(
     Ok(builder.build().await?)
 }
 
-/// The whole HTTP application: the API, its docs and health, with request ids and tracing.
-pub fn app(api: &PawtropolisApi) -> impl Endpoint + 'static {
-    register_api_routes(Route::new(), api)
+/// The whole HTTP application: the API, its docs and health, with request ids and tracing;
+/// with `dashboard`, the dashboard page too.
+pub fn app(api: &PawtropolisApi, dashboard: bool) -> impl Endpoint + 'static {
+    let route = register_api_routes(Route::new(), api);
+    let route = if dashboard {
+        dashboard::mount(route)
+    } else {
+        route
+    };
+    route
         .with(Tracing)
         .with(RequestId::default().reuse_id(ReuseId::Use))
 }
@@ -232,6 +240,17 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
     writeln!(out, "  API docs (Swagger UI): {base}/api/docs")?;
     writeln!(out, "  OpenAPI document:      {base}/api/openapi.json")?;
     writeln!(out, "  health:                {base}/health")?;
+    if args.dashboard {
+        match &demo_token {
+            // The fragment signs the page in; browsers never send it to the server.
+            Some(token) => writeln!(
+                out,
+                "  dashboard:             {base}/dashboard/#guild_id={}&token={token}",
+                demo::DEMO_GUILD
+            )?,
+            None => writeln!(out, "  dashboard:             {base}/dashboard/")?,
+        }
+    }
     if let Some(token) = demo_token {
         writeln!(
             out,
@@ -247,7 +266,7 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
     }
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            app(&api),
+            app(&api, args.dashboard),
             {
                 let api = api.clone();
                 async move {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod fake_discord;
+pub mod node;
 pub mod sse;
 
 use std::{
@@ -241,7 +242,13 @@ impl TestApp {
 
     /// Starts the server on an existing database (migrating it as `serve` does).
     pub async fn spawn_on(tdb: TestDb, flags: &[&str]) -> Self {
-        Self::spawn_full(tdb, flags, None).await
+        Self::spawn_full(tdb, flags, None, false).await
+    }
+
+    /// Starts the server as `serve --dashboard` does: the API and the dashboard page.
+    pub async fn spawn_dashboard(backend: &Backend, flags: &[&str]) -> Self {
+        let tdb = TestDb::new(backend).await;
+        Self::spawn_full(tdb, flags, None, true).await
     }
 
     /// Starts the server on `backend`, its time read from `clock`.
@@ -251,13 +258,14 @@ impl TestApp {
         clock: pawtropolis_api::ManualClock,
     ) -> Self {
         let tdb = TestDb::new(backend).await;
-        Self::spawn_full(tdb, flags, Some(std::sync::Arc::new(clock))).await
+        Self::spawn_full(tdb, flags, Some(std::sync::Arc::new(clock)), false).await
     }
 
     async fn spawn_full(
         tdb: TestDb,
         flags: &[&str],
         clock: Option<std::sync::Arc<dyn pawtropolis_api::Clock>>,
+        dashboard: bool,
     ) -> Self {
         // Server-side errors show up in the failing test's output.
         let _ = tracing_subscriber::fmt()
@@ -276,7 +284,7 @@ impl TestApp {
             .await
             .unwrap();
         let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
-        let app = pawtropolis_server::app(&api);
+        let app = pawtropolis_server::app(&api, dashboard);
         let handle = api.clone();
         let server = tokio::spawn(async move {
             poem::Server::new_with_acceptor(acceptor)

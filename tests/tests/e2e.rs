@@ -6,6 +6,7 @@
 mod e2e {
     pub mod auth;
     pub mod cli;
+    pub mod clients;
     pub mod config;
     pub mod embedding;
     pub mod expand;

@@ -32,18 +32,25 @@ pub struct GuildConfig {
     /// The guild.
     pub guild_id: String,
     /// Channel where applications are reviewed.
+    #[oai(nullable)]
     pub review_channel_id: Option<String>,
     /// Channel holding the application gate.
+    #[oai(nullable)]
     pub gate_channel_id: Option<String>,
     /// Channel for members not yet verified.
+    #[oai(nullable)]
     pub unverified_channel_id: Option<String>,
     /// General chat channel.
+    #[oai(nullable)]
     pub general_channel_id: Option<String>,
     /// Role given to accepted applicants.
+    #[oai(nullable)]
     pub accepted_role_id: Option<String>,
     /// Role of reviewers (may read the dashboard).
+    #[oai(nullable)]
     pub reviewer_role_id: Option<String>,
     /// Role of admins (may read the dashboard and edit this configuration).
+    #[oai(nullable)]
     pub admin_role_id: Option<String>,
     /// Hours a rejected applicant waits before applying again.
     pub reapply_cooldown_hours: i64,
@@ -52,6 +59,7 @@ pub struct GuildConfig {
     /// Minimum time in the guild before applying, hours.
     pub min_join_age_hours: i64,
     /// Last change (`YYYY-MM-DD HH:MM:SS` UTC); null while the guild still has the defaults.
+    #[oai(nullable)]
     pub updated_at: Option<String>,
 }
 
@@ -60,18 +68,25 @@ pub struct GuildConfig {
 #[derive(Debug, Clone, Default, Object)]
 pub struct GuildConfigUpdate {
     /// Channel where applications are reviewed (snowflake or null).
+    #[oai(nullable)]
     pub review_channel_id: Option<String>,
     /// Channel holding the application gate (snowflake or null).
+    #[oai(nullable)]
     pub gate_channel_id: Option<String>,
     /// Channel for members not yet verified (snowflake or null).
+    #[oai(nullable)]
     pub unverified_channel_id: Option<String>,
     /// General chat channel (snowflake or null).
+    #[oai(nullable)]
     pub general_channel_id: Option<String>,
     /// Role given to accepted applicants (snowflake or null).
+    #[oai(nullable)]
     pub accepted_role_id: Option<String>,
     /// Role of reviewers (snowflake or null).
+    #[oai(nullable)]
     pub reviewer_role_id: Option<String>,
     /// Role of admins (snowflake or null).
+    #[oai(nullable)]
     pub admin_role_id: Option<String>,
     /// Hours a rejected applicant waits before applying again (0 to 87600).
     pub reapply_cooldown_hours: Option<i64>,

@@ -53,12 +53,14 @@ pub struct ResolvedUser {
     /// Unique username.
     pub username: String,
     /// Global display name.
+    #[oai(nullable)]
     pub global_name: Option<String>,
     /// Name to show: guild nickname, else global name, else username.
     pub display_name: String,
     /// Avatar URL: the guild member avatar, else the user avatar, else Discord's default.
     pub avatar_url: String,
     /// Hash of the avatar in `avatar_url`; null for a default avatar.
+    #[oai(nullable)]
     pub avatar_hash: Option<String>,
     /// Where this identity came from.
     pub source: IdentityOrigin,

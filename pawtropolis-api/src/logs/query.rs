@@ -34,14 +34,19 @@ pub struct LogItem {
     /// Who acted: the moderator, or the applicant for `app_submitted` (`actor_id` in the table).
     pub moderator_id: String,
     /// The applicant or target of the action.
+    #[oai(nullable)]
     pub subject_id: Option<String>,
     /// Application UUID, when the action concerns an application.
+    #[oai(nullable)]
     pub app_id: Option<String>,
     /// Short code of the application.
+    #[oai(nullable)]
     pub app_code: Option<String>,
     /// Reason given by the moderator.
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// Extra data stored with the action (parsed JSON); null when absent or not valid JSON.
+    #[oai(nullable)]
     pub meta: Option<serde_json::Value>,
     /// When it happened, RFC 3339 UTC.
     pub created_at: String,
@@ -63,6 +68,7 @@ pub struct LogsPage {
     /// The rows, newest first (by `created_at_s`, then `id`).
     pub items: Vec<LogItem>,
     /// Pass as `cursor` to get the next (older) page; null on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
     /// Identities that could not be resolved (only with `expand=identity`).
     #[oai(skip_serializing_if_is_none)]

@@ -26,10 +26,13 @@ pub struct ModeratorMetrics {
     pub decisions_timed: i64,
     /// Mean seconds from an application's latest `app_submitted` to this moderator's decision;
     /// null without timed decisions.
+    #[oai(nullable)]
     pub avg_response_time_s: Option<f64>,
     /// Median of the same, nearest-rank method; null without timed decisions.
+    #[oai(nullable)]
     pub p50_response_time_s: Option<i64>,
     /// 95th percentile of the same, nearest-rank method; null without timed decisions.
+    #[oai(nullable)]
     pub p95_response_time_s: Option<i64>,
     /// Moderator's display name (only with `expand=identity`).
     #[oai(skip_serializing_if_is_none)]
@@ -59,10 +62,13 @@ pub struct Totals {
     /// Decisions whose response time is known.
     pub decisions_timed: i64,
     /// Mean response time of all timed decisions, seconds; null without any.
+    #[oai(nullable)]
     pub avg_response_time_s: Option<f64>,
     /// Median response time, nearest-rank method; null without any.
+    #[oai(nullable)]
     pub p50_response_time_s: Option<i64>,
     /// 95th percentile response time, nearest-rank method; null without any.
+    #[oai(nullable)]
     pub p95_response_time_s: Option<i64>,
 }
 

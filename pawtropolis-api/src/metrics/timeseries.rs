@@ -60,10 +60,13 @@ pub struct LatencyBucket {
     /// Applications whose first decision falls in the bucket (and the window).
     pub count: i64,
     /// Mean response time, seconds; null when `count` is 0.
+    #[oai(nullable)]
     pub avg_response_time_s: Option<f64>,
     /// Median response time (nearest rank), seconds; null when `count` is 0.
+    #[oai(nullable)]
     pub p50_response_time_s: Option<i64>,
     /// 95th percentile response time (nearest rank), seconds; null when `count` is 0.
+    #[oai(nullable)]
     pub p95_response_time_s: Option<i64>,
 }
 

@@ -1,0 +1,102 @@
+// The dashboard in headless Chromium: sign in with a token, check that the chart and the live
+// list render, change the pickers, ask the test (over stdout/stdin) to record an action and
+// see it appear with its moderator's name, then save a screenshot.
+//
+// Env: PAWTROPOLIS_URL, PAWTROPOLIS_TOKEN, PAWTROPOLIS_GUILD_ID, PAWTROPOLIS_CHROMIUM,
+// PAWTROPOLIS_SCREENSHOT (PNG path). Protocol: prints `insert`, reads back `<id> <name>`.
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`set ${name}`);
+  return v;
+};
+const base = env("PAWTROPOLIS_URL");
+const token = env("PAWTROPOLIS_TOKEN");
+const guild = env("PAWTROPOLIS_GUILD_ID");
+const screenshot = env("PAWTROPOLIS_SCREENSHOT");
+const lines = createInterface({ input: process.stdin });
+const input = lines[Symbol.asyncIterator]();
+const TIMEOUT = 20_000;
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: env("PAWTROPOLIS_CHROMIUM"),
+  headless: true,
+  // No sandbox as root; no background traffic to Google on a closed network.
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 960 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  // Discord's CDN, faked like the Discord API: a coloured disc per avatar URL.
+  await page.route("https://cdn.discordapp.com/**", (route) => {
+    const hue = [...route.request().url()].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 360, 7);
+    route.fulfill({
+      contentType: "image/svg+xml",
+      body: `<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><circle cx="32" cy="32" r="32" fill="hsl(${hue} 60% 55%)"/><circle cx="32" cy="26" r="11" fill="#fff8"/><ellipse cx="32" cy="54" rx="18" ry="12" fill="#fff8"/></svg>`,
+    });
+  });
+
+  // `/` sends the browser to the dashboard, which asks to sign in.
+  await page.goto(`${base}/`);
+  check(new URL(page.url()).pathname === "/dashboard/", `redirected to /dashboard/, at ${page.url()}`);
+  await page.locator("#token-form").waitFor({ timeout: TIMEOUT });
+  await page.fill("#token-guild", guild);
+  await page.fill("#token-secret", token);
+  await page.click("#token-form button[type=submit]");
+
+  // The chart: stacked bars and the two response-time lines.
+  await page.locator("#chart svg rect.bar").first().waitFor({ timeout: TIMEOUT });
+  const kinds = await page.$$eval("#chart rect.bar", (rs) => [...new Set(rs.map((r) => r.classList[1]))].sort());
+  check(kinds.length === 4, `four stacked series, got ${kinds}`);
+  await page.locator("#chart path.line-p50").waitFor({ state: "attached", timeout: TIMEOUT });
+  await page.locator("#chart path.line-p95").waitFor({ state: "attached", timeout: TIMEOUT });
+  check((await page.getAttribute("#chart svg", "data-buckets")) === "29", "7d/6h has 29 buckets");
+  console.log(`ok chart: ${await page.locator("#chart rect.bar").count()} bars, series ${kinds}`);
+
+  // The pickers redraw it.
+  await page.selectOption("#window", "30d");
+  await page.selectOption("#bucket", "1d");
+  await page.waitForFunction(() => document.querySelector("#chart svg")?.dataset.buckets === "31", null, { timeout: TIMEOUT });
+  console.log("ok pickers: 30d/1d has 31 buckets");
+
+  // The live list: a page of actions with names and avatars.
+  await page.locator("#actions li").nth(19).waitFor({ timeout: TIMEOUT });
+  const firstName = await page.textContent("#actions li .who");
+  check(firstName && !/^\d+$/.test(firstName), `moderator names, not ids: ${firstName}`);
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#actions li .avatar img")].filter((i) => i.complete && i.naturalWidth > 0).length >= 10,
+    null,
+    { timeout: TIMEOUT },
+  );
+  await page.locator("#live.on").waitFor({ timeout: TIMEOUT });
+  console.log(`ok list: ${await page.locator("#actions li").count()} actions, first by ${firstName}`);
+
+  // A new action arrives over the stream and goes on top, with its moderator's name.
+  console.log("insert");
+  const reply = (await input.next()).value;
+  const [id, ...name] = reply.split(" ");
+  const row = page.locator(`#actions li[data-id="${id}"]`);
+  await row.waitFor({ timeout: TIMEOUT });
+  await page.waitForFunction(
+    ([id, name]) => document.querySelector(`#actions li[data-id="${id}"] .who`)?.textContent === name,
+    [id, name.join(" ")],
+    { timeout: TIMEOUT },
+  );
+  check((await page.getAttribute("#actions li", "data-id")) === id, "the new action is first");
+  console.log(`ok live: action ${id} by ${name.join(" ")} appeared`);
+
+  await page.screenshot({ path: screenshot, fullPage: true });
+  check(errors.length === 0, `no page errors: ${errors}`);
+  console.log(`ok screenshot: ${screenshot}`);
+} finally {
+  lines.close();
+  await browser.close();
+}

@@ -1,0 +1,180 @@
+//! The API's consumers for real: the generated TypeScript client's smoke program, and the
+//! dashboard page in headless Chromium, each against the real server over a real database
+//! with a fake Discord behind the identities.
+
+use std::time::Duration;
+
+use pawtropolis_api::{Clock as _, SystemClock, feed::NewAction};
+use pawtropolis_server::demo::{DEMO_GUILD, insert_demo_rows, moderators};
+use pawtropolis_tests::{
+    Backend, TestApp, backends,
+    fake_discord::{FakeDiscord, FakeUser},
+    node::{NodeProgram, chromium, npm_ci, npm_run, repo_dir},
+};
+
+const CAT_NAMES: [&str; 12] = [
+    "Whiskers", "Mittens", "Biscuit", "Pumpkin", "Shadow", "Pepper", "Nova", "Mochi", "Luna",
+    "Tofu", "Ziggy", "Maple",
+];
+/// A moderator who appears only in the action the browser test asks for.
+const NEW_MOD: &str = "700000000000000042";
+const NEW_MOD_NAME: &str = "Playwright Paws";
+
+/// A server over a month of demo actions whose moderators Discord knows by name.
+async fn demo_server(backend: &Backend, dashboard: bool) -> (TestApp, String, FakeDiscord) {
+    let fake = FakeDiscord::start().await;
+    for (id, name) in moderators(DEMO_GUILD).iter().zip(CAT_NAMES) {
+        fake.add_user(
+            &id.to_string(),
+            FakeUser {
+                username: name.to_lowercase(),
+                global_name: Some(name.into()),
+                avatar: Some(format!("{:032x}", id)),
+                ..Default::default()
+            },
+        );
+    }
+    fake.add_user(
+        NEW_MOD,
+        FakeUser {
+            username: "paws".into(),
+            global_name: Some(NEW_MOD_NAME.into()),
+            ..Default::default()
+        },
+    );
+    let flags = ["--discord-token", "t", "--discord-api-base", &fake.base];
+    let app = if dashboard {
+        TestApp::spawn_dashboard(backend, &flags).await
+    } else {
+        TestApp::spawn_with(backend, &flags).await
+    };
+    insert_demo_rows(&app.tdb.db, 3_000, DEMO_GUILD, SystemClock.now_s(), 30, 7)
+        .await
+        .unwrap();
+    let token = app.token(&[DEMO_GUILD]).await;
+    (app, token, fake)
+}
+
+fn action(actor: &str, kind: &str) -> NewAction {
+    NewAction {
+        guild_id: DEMO_GUILD.into(),
+        action: kind.into(),
+        actor_id: actor.into(),
+        subject_id: Some("900000000000000001".into()),
+        reason: Some("recorded during the client test".into()),
+        ..Default::default()
+    }
+}
+
+/// `src/schema.d.ts` is what openapi-typescript makes of the committed `openapi.yaml`.
+#[test]
+fn typescript_types_match_the_document() {
+    let out = npm_run(&repo_dir("examples/typescript-client"), "check-generated");
+    assert!(out.contains("matches"), "{out}");
+}
+
+/// The smoke program type-checks against the generated types, calls every operation and
+/// follows the stream across a reconnect, while actions are being recorded.
+#[tokio::test]
+async fn typescript_client_calls_every_operation() {
+    let dir = repo_dir("examples/typescript-client");
+    npm_run(&dir, "build");
+    for backend in backends() {
+        let (app, token, _fake) = demo_server(&backend, false).await;
+        // The bot at work: an action every 100 ms while the program runs.
+        let recorder = app.api.recorder();
+        let moderator = moderators(DEMO_GUILD)[0].to_string();
+        let writer = tokio::spawn(async move {
+            loop {
+                recorder.record(action(&moderator, "claim")).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let smoke = NodeProgram::spawn(
+            &dir,
+            "dist/smoke.js",
+            &[
+                ("PAWTROPOLIS_URL", &app.base),
+                ("PAWTROPOLIS_TOKEN", &token),
+                ("PAWTROPOLIS_GUILD_ID", DEMO_GUILD),
+            ],
+        );
+        let out = smoke.finish(Duration::from_secs(60)).await;
+        writer.abort();
+        for step in [
+            "logs",
+            "resolve",
+            "metrics",
+            "timeseries",
+            "latency",
+            "config",
+            "stream",
+        ] {
+            assert!(
+                out.iter().any(|l| l.starts_with(&format!("ok {step}:"))),
+                "{}: no `ok {step}` in\n{}",
+                backend.name(),
+                out.join("\n")
+            );
+        }
+        app.finish().await;
+    }
+}
+
+/// The dashboard in Debian's Chromium: chart, pickers, names in the list, and a recorded
+/// action appearing live. Leaves a screenshot (`PAWTROPOLIS_SCREENSHOT`, else the temp folder).
+#[tokio::test]
+async fn dashboard_in_a_real_browser() {
+    let dir = repo_dir("tests/browser");
+    npm_ci(&dir);
+    let chromium = chromium();
+    for backend in backends() {
+        let (app, token, _fake) = demo_server(&backend, true).await;
+        let shot = std::env::var("PAWTROPOLIS_SCREENSHOT").unwrap_or_else(|_| {
+            std::env::temp_dir()
+                .join(format!("pawtropolis-dashboard-{}.png", backend.name()))
+                .display()
+                .to_string()
+        });
+        let _ = std::fs::remove_file(&shot);
+        let mut browser = NodeProgram::spawn(
+            &dir,
+            "dashboard.mjs",
+            &[
+                ("PAWTROPOLIS_URL", &app.base),
+                ("PAWTROPOLIS_TOKEN", &token),
+                ("PAWTROPOLIS_GUILD_ID", DEMO_GUILD),
+                ("PAWTROPOLIS_CHROMIUM", chromium.to_str().unwrap()),
+                ("PAWTROPOLIS_SCREENSHOT", &shot),
+            ],
+        );
+        loop {
+            let line = browser.next_line(Duration::from_secs(60)).await;
+            match line.as_deref() {
+                Some("insert") => {
+                    let id = app
+                        .api
+                        .recorder()
+                        .record(action(NEW_MOD, "approve"))
+                        .await
+                        .unwrap();
+                    browser.send(&format!("{id} {NEW_MOD_NAME}")).await;
+                }
+                Some(l) if l.starts_with("ok live") => break,
+                Some(_) => {}
+                None => panic!(
+                    "the browser test ended early:\n{}",
+                    browser.transcript.join("\n")
+                ),
+            }
+        }
+        browser.finish(Duration::from_secs(60)).await;
+        let png = std::fs::read(&shot).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 20_000,
+            "{shot}: {} bytes",
+            png.len()
+        );
+        app.finish().await;
+    }
+}
