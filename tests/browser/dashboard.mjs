@@ -4,6 +4,8 @@
 //
 // Env: PAWTROPOLIS_URL, PAWTROPOLIS_TOKEN, PAWTROPOLIS_GUILD_ID, PAWTROPOLIS_CHROMIUM,
 // PAWTROPOLIS_SCREENSHOT (PNG path). Protocol: prints `insert`, reads back `<id> <name>`.
+// With PAWTROPOLIS_LOGIN_AS=<display name> it signs in through the Discord login instead
+// (against the test's fake Discord), checks the page as that user, and signs out.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 
@@ -13,9 +15,10 @@ const env = (name) => {
   return v;
 };
 const base = env("PAWTROPOLIS_URL");
-const token = env("PAWTROPOLIS_TOKEN");
+const loginAs = process.env.PAWTROPOLIS_LOGIN_AS;
+const token = loginAs ? "" : env("PAWTROPOLIS_TOKEN");
 const guild = env("PAWTROPOLIS_GUILD_ID");
-const screenshot = env("PAWTROPOLIS_SCREENSHOT");
+const screenshot = loginAs ? "" : env("PAWTROPOLIS_SCREENSHOT");
 const lines = createInterface({ input: process.stdin });
 const input = lines[Symbol.asyncIterator]();
 const TIMEOUT = 20_000;
@@ -48,6 +51,19 @@ try {
   await page.goto(`${base}/`);
   check(new URL(page.url()).pathname === "/dashboard/", `redirected to /dashboard/, at ${page.url()}`);
   await page.locator("#token-form").waitFor({ timeout: TIMEOUT });
+  if (loginAs) {
+    await loginFlow(page);
+  } else {
+    await tokenFlow(page);
+  }
+  check(errors.length === 0, `no page errors: ${errors}`);
+} finally {
+  lines.close();
+  await browser.close();
+}
+
+// Sign in with a token: chart, pickers, list, a live action, screenshot.
+async function tokenFlow(page) {
   await page.fill("#token-guild", guild);
   await page.fill("#token-secret", token);
   await page.click("#token-form button[type=submit]");
@@ -94,9 +110,25 @@ try {
   console.log(`ok live: action ${id} by ${name.join(" ")} appeared`);
 
   await page.screenshot({ path: screenshot, fullPage: true });
-  check(errors.length === 0, `no page errors: ${errors}`);
   console.log(`ok screenshot: ${screenshot}`);
-} finally {
-  lines.close();
-  await browser.close();
+}
+
+// Sign in with Discord: the fake consent page approves at once and the callback lands on `/`.
+async function loginFlow(page) {
+  await page.locator("#discord-login").waitFor({ timeout: TIMEOUT });
+  await page.click("#discord-login");
+  await page.waitForURL(`${base}/dashboard/`, { timeout: TIMEOUT });
+  await page.locator("#who-name", { hasText: loginAs }).waitFor({ timeout: TIMEOUT });
+  const guilds = await page.$$eval("#guild option", (os) => os.map((o) => o.value));
+  check(guilds.includes(guild), `the session's guilds ${guilds} include ${guild}`);
+  await page.locator("#chart svg rect.bar").first().waitFor({ timeout: TIMEOUT });
+  await page.locator("#actions li").nth(19).waitFor({ timeout: TIMEOUT });
+  // The stream signs in by cookie too.
+  await page.locator("#live.on").waitFor({ timeout: TIMEOUT });
+  console.log(`ok login: signed in as ${loginAs}, guilds ${guilds}, chart, list and live stream`);
+  await page.click("#sign-out");
+  await page.locator("#token-form").waitFor({ timeout: TIMEOUT });
+  const me = await page.evaluate(() => fetch("/auth/me").then((r) => r.status));
+  check(me === 401, `signed out: /auth/me answers ${me}`);
+  console.log("ok logout: the session is gone");
 }

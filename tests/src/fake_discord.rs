@@ -61,6 +61,8 @@ struct State {
     calls: Mutex<Vec<String>>,
     /// OAuth2 code -> user id.
     codes: Mutex<HashMap<String, String>>,
+    /// Who Discord's consent page signs in, when a browser is sent there.
+    consenting_user: Mutex<Option<String>>,
 }
 
 /// The running fake.
@@ -203,6 +205,32 @@ async fn oauth_token(body: String, state: Data<&Arc<State>>) -> Response {
     }
 }
 
+/// Discord's consent page, approved at once for the consenting user: back to the app's
+/// redirect URI with a fresh code and the app's `state`.
+#[handler]
+async fn authorize(req: &poem::Request, state: Data<&Arc<State>>) -> Response {
+    state.calls.lock().unwrap().push("oauth authorize".into());
+    let query: HashMap<String, String> = req.params().unwrap_or_default();
+    let user = state.consenting_user.lock().unwrap().clone();
+    match (user, query.get("redirect_uri"), query.get("state")) {
+        (Some(user), Some(redirect), Some(app_state))
+            if query.get("client_id").map(String::as_str) == Some("test-client") =>
+        {
+            let code = format!("code-{}", rand::random::<u64>());
+            state.codes.lock().unwrap().insert(code.clone(), user);
+            let mut to = reqwest::Url::parse(redirect).unwrap();
+            to.query_pairs_mut()
+                .append_pair("code", &code)
+                .append_pair("state", app_state);
+            Response::builder()
+                .status(StatusCode::FOUND)
+                .header("location", to.as_str())
+                .finish()
+        }
+        _ => discord_error(StatusCode::BAD_REQUEST, 0, "invalid authorize request"),
+    }
+}
+
 #[handler]
 async fn me(req: &poem::Request, state: Data<&Arc<State>>) -> Response {
     state.calls.lock().unwrap().push("oauth me".into());
@@ -254,6 +282,11 @@ impl FakeDiscord {
             .insert(code.to_owned(), user.to_owned());
     }
 
+    /// Makes Discord's consent page sign `user` in (browser tests of the login).
+    pub fn consent_as(&self, user: &str) {
+        *self.state.consenting_user.lock().unwrap() = Some(user.to_owned());
+    }
+
     /// Sets a member's roles in `guild`.
     pub fn set_roles(&self, guild: &str, id: &str, roles: &[&str]) {
         let mut members = self.state.members.lock().unwrap();
@@ -272,6 +305,7 @@ impl FakeDiscord {
             .at("/api/v10/users/@me/guilds/:guild/member", get(my_member))
             .at("/api/v10/users/:user", get(get_user))
             .at("/api/oauth2/token", poem::post(oauth_token))
+            .at("/oauth2/authorize", get(authorize))
             .data(state.clone());
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()

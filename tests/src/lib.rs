@@ -184,6 +184,16 @@ impl TestDb {
     }
 }
 
+/// A port of 127.0.0.1 that was free a moment ago (for a server whose public URL must be known
+/// before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Parses server settings as the binary would, from `args` (flags) on top of defaults.
 pub fn settings(database_url: &str, extra: &[&str]) -> Settings {
     // Small pools: tests run in parallel and PostgreSQL allows 100 connections in all.
@@ -279,10 +289,13 @@ impl TestApp {
         let api = pawtropolis_server::build_api_with_clock(&settings, db, clock)
             .await
             .unwrap();
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
+        // A random port, unless the test chose one (`--bind`, e.g. to match `--public-url`).
+        let bind = if flags.contains(&"--bind") {
+            settings.bind.clone()
+        } else {
+            "127.0.0.1:0".to_owned()
+        };
+        let acceptor = TcpListener::bind(bind).into_acceptor().await.unwrap();
         let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
         let app = pawtropolis_server::app(&api, dashboard);
         let handle = api.clone();

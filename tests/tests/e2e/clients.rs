@@ -8,7 +8,8 @@ use pawtropolis_api::{Clock as _, SystemClock, feed::NewAction};
 use pawtropolis_server::demo::{DEMO_GUILD, insert_demo_rows, moderators};
 use pawtropolis_tests::{
     Backend, TestApp, backends,
-    fake_discord::{FakeDiscord, FakeUser},
+    fake_discord::{FakeDiscord, FakeMember, FakeUser},
+    free_port,
     node::{NodeProgram, chromium, npm_ci, npm_run, repo_dir},
 };
 
@@ -23,6 +24,17 @@ const NEW_MOD_NAME: &str = "Playwright Paws";
 /// A server over a month of demo actions whose moderators Discord knows by name.
 async fn demo_server(backend: &Backend, dashboard: bool) -> (TestApp, String, FakeDiscord) {
     let fake = FakeDiscord::start().await;
+    let app = demo_server_on(backend, dashboard, &fake, &[]).await;
+    let token = app.token(&[DEMO_GUILD]).await;
+    (app, token, fake)
+}
+
+async fn demo_server_on(
+    backend: &Backend,
+    dashboard: bool,
+    fake: &FakeDiscord,
+    extra: &[&str],
+) -> TestApp {
     for (id, name) in moderators(DEMO_GUILD).iter().zip(CAT_NAMES) {
         fake.add_user(
             &id.to_string(),
@@ -42,7 +54,8 @@ async fn demo_server(backend: &Backend, dashboard: bool) -> (TestApp, String, Fa
             ..Default::default()
         },
     );
-    let flags = ["--discord-token", "t", "--discord-api-base", &fake.base];
+    let mut flags = vec!["--discord-token", "t", "--discord-api-base", &fake.base];
+    flags.extend_from_slice(extra);
     let app = if dashboard {
         TestApp::spawn_dashboard(backend, &flags).await
     } else {
@@ -51,8 +64,7 @@ async fn demo_server(backend: &Backend, dashboard: bool) -> (TestApp, String, Fa
     insert_demo_rows(&app.tdb.db, 3_000, DEMO_GUILD, SystemClock.now_s(), 30, 7)
         .await
         .unwrap();
-    let token = app.token(&[DEMO_GUILD]).await;
-    (app, token, fake)
+    app
 }
 
 fn action(actor: &str, kind: &str) -> NewAction {
@@ -175,6 +187,70 @@ async fn dashboard_in_a_real_browser() {
             "{shot}: {} bytes",
             png.len()
         );
+        app.finish().await;
+    }
+}
+
+/// The dashboard's "Sign in with Discord": Discord's consent page (the fake's) sends the
+/// browser back through the callback; the page then reads the session's guilds, the charts,
+/// the log and the live stream by cookie, and signs out.
+#[tokio::test]
+async fn dashboard_signs_in_with_discord() {
+    const ROLE: &str = "555555555555555555";
+    let dir = repo_dir("tests/browser");
+    npm_ci(&dir);
+    let chromium = chromium();
+    for backend in backends() {
+        let fake = FakeDiscord::start().await;
+        let moderator = moderators(DEMO_GUILD)[1].to_string();
+        fake.add_member(
+            DEMO_GUILD,
+            &moderator,
+            FakeMember {
+                roles: vec![ROLE.into()],
+                ..Default::default()
+            },
+        );
+        fake.consent_as(&moderator);
+        // The login's redirect URI is the public URL's: the server must listen exactly there.
+        let bind = format!("127.0.0.1:{}", free_port());
+        let public = format!("http://{bind}");
+        let app = demo_server_on(
+            &backend,
+            true,
+            &fake,
+            &[
+                "--bind",
+                &bind,
+                "--public-url",
+                &public,
+                "--discord-client-id",
+                "test-client",
+                "--discord-client-secret",
+                "test-secret",
+            ],
+        )
+        .await;
+        app.tdb
+            .exec(
+                "INSERT INTO guild_config (guild_id, reviewer_role_id) VALUES ($1, $2)",
+                vec![DEMO_GUILD.into(), ROLE.into()],
+            )
+            .await;
+        let browser = NodeProgram::spawn(
+            &dir,
+            "dashboard.mjs",
+            &[
+                ("PAWTROPOLIS_URL", &public),
+                ("PAWTROPOLIS_GUILD_ID", DEMO_GUILD),
+                ("PAWTROPOLIS_CHROMIUM", chromium.to_str().unwrap()),
+                ("PAWTROPOLIS_LOGIN_AS", CAT_NAMES[1]),
+            ],
+        );
+        let out = browser.finish(Duration::from_secs(60)).await;
+        assert!(out.iter().any(|l| l.starts_with("ok login:")), "{out:?}");
+        assert!(out.iter().any(|l| l.starts_with("ok logout:")), "{out:?}");
+        assert!(fake.calls().iter().any(|c| c == "oauth authorize"));
         app.finish().await;
     }
 }
