@@ -45,6 +45,10 @@ use serenity::http::Http;
 pub use auth::{Principal, SessionVerifier};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
+pub use logs::direct::StreamAcceptor;
+
+/// Where [`register_api_routes`] serves the live stream (for [`StreamAcceptor`]).
+pub const STREAM_PATH: &str = "/api/logs/stream";
 pub use settings::ApiSettings;
 pub use snowflake::Snowflake;
 

@@ -8,14 +8,16 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 
-use std::{io::Write, time::Duration};
+use std::{io::Write, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use migration::cli::{MigrateCommand, ensure_sqlite_dir};
-use pawtropolis_api::{Clock as _, PawtropolisApi, SystemClock, auth::tokens, register_api_routes};
+use pawtropolis_api::{
+    Clock as _, PawtropolisApi, StreamAcceptor, SystemClock, auth::tokens, register_api_routes,
+};
 use poem::{
-    Endpoint, EndpointExt, Route, Server,
-    listener::{Acceptor, Listener, TcpListener},
+    Endpoint, EndpointExt, Response, Route, Server,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::{RequestId, ReuseId, Tracing},
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -202,7 +204,7 @@ pub async fn build_api_with_clock(
 
 /// The whole HTTP application: the API, its docs and health, with request ids and tracing;
 /// with `dashboard`, the dashboard page too.
-pub fn app(api: &PawtropolisApi, dashboard: bool) -> impl Endpoint + 'static {
+pub fn app(api: &PawtropolisApi, dashboard: bool) -> impl Endpoint<Output = Response> + 'static {
     let route = register_api_routes(Route::new(), api);
     let route = if dashboard {
         dashboard::mount(route)
@@ -212,6 +214,17 @@ pub fn app(api: &PawtropolisApi, dashboard: bool) -> impl Endpoint + 'static {
     route
         .with(Tracing)
         .with(RequestId::default().reuse_id(ReuseId::Use))
+        .map_to_response()
+}
+
+/// What the server listens with: live streams are answered straight from the socket (a few KB
+/// per open stream instead of hyper's buffers), every other connection goes to poem's server.
+/// `endpoint` is the application that server runs.
+pub fn acceptor(
+    tcp: TcpAcceptor,
+    endpoint: Arc<impl Endpoint<Output = Response> + 'static>,
+) -> StreamAcceptor {
+    StreamAcceptor::new(tcp, endpoint, pawtropolis_api::STREAM_PATH)
 }
 
 async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::Result<()> {
@@ -222,10 +235,12 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
         None
     };
     let api = build_api(settings, db).await?;
-    let acceptor = TcpListener::bind(settings.bind.clone())
+    let tcp = TcpListener::bind(settings.bind.clone())
         .into_acceptor()
         .await
         .with_context(|| format!("binding {}", settings.bind))?;
+    let endpoint = Arc::new(app(&api, args.dashboard));
+    let acceptor = acceptor(tcp, endpoint.clone());
     let addr = acceptor
         .local_addr()
         .first()
@@ -266,7 +281,7 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
     }
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
-            app(&api, args.dashboard),
+            endpoint,
             {
                 let api = api.clone();
                 async move {

@@ -50,7 +50,17 @@ impl SseClient {
 
     /// Opens `GET {base}{path}` with the given headers (a session cookie, say).
     pub async fn connect_with(base: &str, path: &str, headers: &[(&str, &str)]) -> Self {
-        let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+        Self::connect_on(&reqwest::Client::new(), base, path, headers).await
+    }
+
+    /// Opens `GET {base}{path}` through `client` (reusing a connection it keeps open).
+    pub async fn connect_on(
+        client: &reqwest::Client,
+        base: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Self {
+        let mut req = client.get(format!("{base}{path}"));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -4,6 +4,7 @@
 
 pub(crate) mod publisher;
 mod recorder;
+mod wal_watch;
 
 pub use publisher::{ActionFeed, FeedEvent};
 pub use recorder::{ActionRecorder, NewAction};

@@ -110,8 +110,12 @@ impl ActionFeed {
             }),
         };
         tokio::spawn(feed.clone().run());
-        if feed.inner.db.get_database_backend() == DbBackend::Postgres {
-            tokio::spawn(feed.clone().listen());
+        match feed.inner.db.get_database_backend() {
+            DbBackend::Postgres => {
+                tokio::spawn(feed.clone().listen());
+            }
+            DbBackend::Sqlite => super::wal_watch::start(&feed.inner.db, &feed).await,
+            _ => {}
         }
         Ok(feed)
     }

@@ -2,6 +2,7 @@
 
 pub(crate) mod api;
 mod cursor;
+pub mod direct;
 mod query;
 pub(crate) mod stream;
 

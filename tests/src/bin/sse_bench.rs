@@ -13,10 +13,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use clap::Parser;
-use pawtropolis_api::{ApiSettings, PawtropolisApi, feed::NewAction, register_api_routes};
+use pawtropolis_api::{
+    ApiSettings, PawtropolisApi, STREAM_PATH, StreamAcceptor, feed::NewAction, register_api_routes,
+};
+use poem::EndpointExt as _;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
@@ -36,6 +42,17 @@ struct Args {
     /// `recorder` (the host's ActionRecorder) or `database` (a separate connection).
     #[arg(long, default_value = "recorder")]
     mode: String,
+    /// How the server takes connections: `direct` (as `pawtropolis-server` does: streams
+    /// answered from the socket by `StreamAcceptor`) or `hyper` (poem's server for everything,
+    /// as a host that only mounts the routes).
+    #[arg(long, default_value = "direct")]
+    front: String,
+    /// Worker threads of the server (default: one per core, as `pawtropolis-server`).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// Threads of the client process.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
     /// Internal: run as the client process against this address.
     #[arg(long)]
     client_of: Option<String>,
@@ -182,19 +199,37 @@ async fn run_clients(addr: String, token: String, n: usize, expected: usize) {
     );
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(addr) = args.client_of {
-        run_clients(
+    if let Some(addr) = args.client_of.clone() {
+        // The clients stand for 10,000 browsers elsewhere; by default one thread, so that they
+        // leave the server a core of its own.
+        let rt = if args.client_threads > 1 {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.client_threads)
+                .enable_all()
+                .build()?
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+        };
+        rt.block_on(run_clients(
             addr,
             args.token.unwrap_or_default(),
             args.clients,
             args.events,
-        )
-        .await;
+        ));
         return Ok(());
     }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.server_threads {
+        rt.worker_threads(n);
+    }
+    rt.enable_all().build()?.block_on(serve_and_write(args))
+}
+
+async fn serve_and_write(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
     let db = pawtropolis_api::db::connect(&url, 8).await?;
@@ -210,13 +245,15 @@ async fn main() -> anyhow::Result<()> {
         .settings(settings)
         .build()
         .await?;
-    let app = register_api_routes(poem::Route::new(), &api);
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-    let addr = acceptor.local_addr()[0]
-        .as_socket_addr()
-        .unwrap()
-        .to_string();
-    tokio::spawn(async move { poem::Server::new_with_acceptor(acceptor).run(app).await });
+    let app = Arc::new(register_api_routes(poem::Route::new(), &api).map_to_response());
+    let tcp = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let addr = tcp.local_addr()[0].as_socket_addr().unwrap().to_string();
+    if args.front == "direct" {
+        let acceptor = StreamAcceptor::new(tcp, app.clone(), STREAM_PATH);
+        tokio::spawn(async move { poem::Server::new_with_acceptor(acceptor).run(app).await });
+    } else {
+        tokio::spawn(async move { poem::Server::new_with_acceptor(tcp).run(app).await });
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_before = rss_kb();
 
@@ -231,6 +268,8 @@ async fn main() -> anyhow::Result<()> {
             &args.clients.to_string(),
             "--events",
             &args.events.to_string(),
+            "--client-threads",
+            &args.client_threads.to_string(),
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()?;
@@ -279,7 +318,8 @@ async fn main() -> anyhow::Result<()> {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let per_conn_kb = (rss_idle.saturating_sub(rss_before)) as f64 / opened.max(1) as f64;
     println!(
-        "mode={} clients={} events={} rate={}/s held={} complete={} lost={} duplicates={} latency p50={:.1} ms p99={:.1} ms max={:.1} ms server_rss_per_idle_connection={:.2} KB",
+        "front={} mode={} clients={} events={} rate={}/s held={} complete={} lost={} duplicates={} latency p50={:.1} ms p99={:.1} ms max={:.1} ms server_rss_per_idle_connection={:.2} KB",
+        args.front,
         args.mode,
         args.clients,
         args.events,

@@ -23,6 +23,83 @@ fn action(guild: &str, what: &str) -> NewAction {
     }
 }
 
+/// The server answers a stream on a new connection straight from the socket (`StreamAcceptor`:
+/// `Connection: close`, no chunking) and on a kept-alive connection through poem and hyper
+/// (chunked), as a host that only mounts the routes does; both deliver the same events. On
+/// SQLite a row written by another connection arrives at once, long before the poll.
+#[tokio::test]
+async fn both_connection_paths_and_the_database_file_watch() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, &["--sse-poll-ms", "60000"]).await;
+        let token = app.token(&[GUILD_A]).await;
+        let auth = format!("Bearer {token}");
+        let mut direct = SseClient::connect(&app.base, &path(""), &token, None).await;
+        assert_eq!(direct.status, 200);
+        assert_eq!(direct.headers["connection"], "close");
+        assert!(direct.headers.get("transfer-encoding").is_none());
+
+        let warm = reqwest::Client::new();
+        let health = warm
+            .get(format!("{}/health", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        health.bytes().await.unwrap();
+        let mut hyper =
+            SseClient::connect_on(&warm, &app.base, &path(""), &[("authorization", &auth)]).await;
+        assert_eq!(hyper.status, 200);
+        assert_eq!(hyper.headers["transfer-encoding"], "chunked");
+        assert_eq!(app.api.open_streams(), 2);
+
+        let id = app
+            .api
+            .recorder()
+            .record(action(GUILD_A, "claim"))
+            .await
+            .unwrap();
+        for s in [&mut direct, &mut hyper] {
+            assert_eq!(s.next_action(SECS).await.expect("event").id, Some(id));
+        }
+        // Refusals on the direct path are whole JSON replies.
+        let refused = reqwest::Client::new()
+            .get(format!("{}{}", app.base, path("")))
+            .header("authorization", "Bearer nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401);
+        assert_eq!(refused.headers()["connection"], "close");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+
+        if backend == Backend::Sqlite {
+            let started = std::time::Instant::now();
+            let other = app
+                .tdb
+                .insert_action(GUILD_A, "approve", M, None, None, 1_761_004_800, None)
+                .await;
+            let ev = direct.next_action(SECS).await.expect("watched event");
+            assert_eq!(ev.id, Some(other));
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "a row from another connection took {:?} with a 60 s poll",
+                started.elapsed()
+            );
+        }
+        // The direct path notices a client leaving at once (hyper only at its next write, a
+        // heartbeat away).
+        drop(direct);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while app.api.open_streams() > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(app.api.open_streams(), 1);
+        drop(hyper);
+        app.finish().await;
+    }
+}
+
 #[tokio::test]
 async fn headers_first_comment_heartbeat_and_live_events() {
     for backend in backends() {

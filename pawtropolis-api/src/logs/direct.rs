@@ -1,0 +1,444 @@
+//! Live streams served straight from the socket.
+//!
+//! hyper keeps a 16 KB read buffer and an 8 KB write buffer for every HTTP/1 connection for as
+//! long as it is open, and every event crosses its dispatcher, poem's split IO and its
+//! shutdown checks on the way out. For a live stream that idles all day beside 10,000 others,
+//! that is most of the server's memory and CPU. [`StreamAcceptor`] wraps a poem TCP acceptor:
+//! it reads the first request head of each new connection; a plain `GET` of the stream path is
+//! answered right here, by calling the same poem endpoint (authentication, limits, replay: all
+//! of it unchanged) and writing its reply to the socket chunk by chunk. Every other connection
+//! goes on to poem's server, with the bytes already read put back in front.
+
+use std::{
+    io::Write as _,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use futures_util::{FutureExt as _, StreamExt as _};
+use poem::{
+    Body, Endpoint, Request, RequestParts, Response,
+    http::{self, Method, StatusCode, Version, header},
+    listener::Acceptor,
+    web::{LocalAddr, RemoteAddr},
+};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf},
+    net::TcpStream,
+    sync::mpsc,
+    task::JoinHandle,
+};
+
+/// Longest request head read before deciding (hyper answers longer ones with 431).
+const MAX_HEAD: usize = 8 * 1024;
+/// How long a new connection may take to send its request head before it goes to hyper as is.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that has not taken a write in this long is gone or stuck; its stream is closed
+/// (it reconnects with `Last-Event-ID` when it is alive).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most bytes a lagging stream sends in one write.
+const MAX_BATCH: usize = 64 * 1024;
+
+type Accepted = (Rewind, LocalAddr, RemoteAddr, http::uri::Scheme);
+
+/// A poem acceptor that serves live-stream requests itself and hands every other connection
+/// to poem's server (see the module documentation).
+///
+/// ```no_run
+/// # async fn run(api: pawtropolis_api::PawtropolisApi) -> std::io::Result<()> {
+/// use std::sync::Arc;
+/// use poem::{EndpointExt as _, listener::{Acceptor as _, Listener as _, TcpListener}};
+/// let app = Arc::new(pawtropolis_api::register_api_routes(poem::Route::new(), &api).map_to_response());
+/// let tcp = TcpListener::bind("127.0.0.1:3000").into_acceptor().await?;
+/// let acceptor = pawtropolis_api::StreamAcceptor::new(tcp, app.clone(), pawtropolis_api::STREAM_PATH);
+/// poem::Server::new_with_acceptor(acceptor).run(app).await
+/// # }
+/// ```
+pub struct StreamAcceptor {
+    local_addr: Vec<LocalAddr>,
+    handed_on: mpsc::Receiver<Accepted>,
+    accept_loop: JoinHandle<()>,
+}
+
+impl StreamAcceptor {
+    /// Wraps `inner`; requests for `stream_path` (e.g. `/api/logs/stream`) are answered by
+    /// `endpoint`, which should be the same application poem's server runs.
+    pub fn new<A, E>(mut inner: A, endpoint: Arc<E>, stream_path: &'static str) -> Self
+    where
+        A: Acceptor<Io = TcpStream> + 'static,
+        E: Endpoint<Output = Response> + 'static,
+    {
+        let local_addr = inner.local_addr();
+        let (tx, handed_on) = mpsc::channel(64);
+        let accept_loop = tokio::spawn(async move {
+            loop {
+                match inner.accept().await {
+                    Ok((io, local, remote, scheme)) => {
+                        let tx = tx.clone();
+                        let endpoint = endpoint.clone();
+                        tokio::spawn(async move {
+                            // Boxed: the connection's task should not keep the size of the
+                            // head parser for as long as the stream lives.
+                            match Box::pin(sniff(io, stream_path)).await {
+                                Sniffed::Stream(io, head) => {
+                                    let req = Request::from_parts(
+                                        RequestParts::from((head, local, remote, scheme)),
+                                        Body::empty(),
+                                    );
+                                    serve_stream(io, &*endpoint, req).await;
+                                }
+                                Sniffed::Other(io) => {
+                                    // Poem's server stopped accepting: the connection just closes.
+                                    let _ = tx.send((io, local, remote, scheme)).await;
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Self {
+            local_addr,
+            handed_on,
+            accept_loop,
+        }
+    }
+}
+
+impl Drop for StreamAcceptor {
+    fn drop(&mut self) {
+        // Stop listening with the server; open streams end with the API's shutdown.
+        self.accept_loop.abort();
+    }
+}
+
+impl Acceptor for StreamAcceptor {
+    type Io = Rewind;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.local_addr.clone()
+    }
+
+    async fn accept(&mut self) -> std::io::Result<Accepted> {
+        self.handed_on.recv().await.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the accept loop ended")
+        })
+    }
+}
+
+enum Sniffed {
+    Stream(TcpStream, http::request::Parts),
+    Other(Rewind),
+}
+
+/// Reads the first request head and decides who answers it.
+async fn sniff(mut io: TcpStream, stream_path: &str) -> Sniffed {
+    let mut buf = BytesMut::with_capacity(1024);
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    loop {
+        let read = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await;
+        if !matches!(read, Ok(Ok(n)) if n > 0) {
+            break;
+        }
+        match parse_stream_request(&buf, stream_path) {
+            Parse::Partial if buf.len() < MAX_HEAD => continue,
+            Parse::Stream(head) => return Sniffed::Stream(io, *head),
+            _ => break,
+        }
+    }
+    Sniffed::Other(Rewind {
+        prefix: buf.freeze(),
+        io,
+    })
+}
+
+enum Parse {
+    Partial,
+    Stream(Box<http::request::Parts>),
+    Other,
+}
+
+/// A complete `GET stream_path` head with nothing after it and no body, upgrade or
+/// `Expect`: anything else (and anything malformed) is hyper's to answer.
+fn parse_stream_request(buf: &[u8], stream_path: &str) -> Parse {
+    let mut headers = [httparse::EMPTY_HEADER; 48];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::Other,
+    };
+    let (Some("GET"), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Parse::Other;
+    };
+    let path = target.split('?').next().unwrap_or_default();
+    if len != buf.len() || path != stream_path {
+        return Parse::Other;
+    }
+    let mut builder = http::Request::builder()
+        .method(Method::GET)
+        .uri(target)
+        .version(if minor == 0 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        });
+    for h in parsed.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") && h.value != b"0"
+            || name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            return Parse::Other;
+        }
+        builder = builder.header(name, h.value);
+    }
+    match builder.body(()) {
+        Ok(req) => Parse::Stream(Box::new(req.into_parts().0)),
+        Err(_) => Parse::Other,
+    }
+}
+
+/// Answers one stream request on `io` and closes the connection when the reply ends or the
+/// client goes away.
+async fn serve_stream<E: Endpoint<Output = Response>>(
+    mut io: TcpStream,
+    endpoint: &E,
+    req: Request,
+) {
+    let resp = Box::pin(endpoint.get_response(req)).await;
+    let (parts, body) = resp.into_parts();
+    let streaming = parts.status == StatusCode::OK
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streaming {
+        // Errors (401, 403, 429, 503 …): small JSON bodies, sent whole.
+        let body = body.into_bytes().await.unwrap_or_default();
+        let head = response_head(&parts, Some(body.len()));
+        let _ = write_all(&mut io, &[&head, &body]).await;
+        let _ = io.shutdown().await;
+        return;
+    }
+    // No length and no chunking: the stream's body ends when the connection closes, which
+    // is how it ends anyway. Each event then goes out as the very bytes the feed prepared.
+    let head = response_head(&parts, None);
+    if write_all(&mut io, &[&head]).await.is_err() {
+        return;
+    }
+    // Events are small and each should leave at once, not wait for the previous one's ACK.
+    let _ = io.set_nodelay(true);
+    let mut chunks = body.into_bytes_stream();
+    let (mut rd, mut wr) = io.split();
+    let mut probe = [0u8; 64];
+    let mut batch: Vec<Bytes> = Vec::new();
+    loop {
+        tokio::select! {
+            chunk = chunks.next() => match chunk {
+                Some(Ok(bytes)) => {
+                    // A connection that fell behind sends what is waiting in one write, so
+                    // that a busy server spends fewer syscalls per event rather than more.
+                    batch.push(bytes);
+                    let mut size = batch[0].len();
+                    while size < MAX_BATCH {
+                        match chunks.next().now_or_never() {
+                            Some(Some(Ok(more))) => {
+                                size += more.len();
+                                batch.push(more);
+                            }
+                            _ => break,
+                        }
+                    }
+                    let sent = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut wr, &mut batch)).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+                _ => break,
+            },
+            // The client sends nothing more on a stream; a read ending means it went away.
+            read = rd.read(&mut probe) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+        }
+    }
+    drop(chunks);
+    let _ = wr.shutdown().await;
+}
+
+/// Status line and headers, with `Connection: close` and, for a whole body, its length.
+fn response_head(parts: &poem::ResponseParts, content_length: Option<usize>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\ndate: {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or(""),
+        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT")
+    );
+    for (name, value) in &parts.headers {
+        if matches!(
+            *name,
+            header::CONNECTION | header::CONTENT_LENGTH | header::TRANSFER_ENCODING
+        ) {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(n) = content_length {
+        let _ = write!(head, "content-length: {n}\r\n");
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
+    head
+}
+
+/// Writes every chunk of `batch` (one `writev` when the socket takes them all) and empties it.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    batch: &mut Vec<Bytes>,
+) -> std::io::Result<()> {
+    if let [one] = batch.as_slice() {
+        wr.write_all(one).await?;
+        batch.clear();
+        return Ok(());
+    }
+    let mut first = 0;
+    while first < batch.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = batch[first..]
+            .iter()
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < batch.len() && n >= batch[first].len() {
+            n -= batch[first].len();
+            first += 1;
+        }
+        if n > 0 {
+            batch[first].advance(n);
+        }
+    }
+    batch.clear();
+    Ok(())
+}
+
+async fn write_all(io: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result<()> {
+    for part in parts {
+        tokio::time::timeout(WRITE_TIMEOUT, io.write_all(part))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    }
+    Ok(())
+}
+
+/// A connection handed on to poem's server: the bytes read while deciding come first.
+pub struct Rewind {
+    prefix: Bytes,
+    io: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn decide(raw: &str) -> &'static str {
+        match parse_stream_request(raw.as_bytes(), "/api/logs/stream") {
+            Parse::Partial => "partial",
+            Parse::Stream(_) => "stream",
+            Parse::Other => "other",
+        }
+    }
+
+    #[test]
+    fn only_plain_gets_of_the_stream_are_taken() {
+        let ok = "GET /api/logs/stream?guild_id=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n";
+        assert_eq!(decide(ok), "stream");
+        assert_eq!(decide(&ok[..30]), "partial");
+        assert_eq!(
+            decide("GET /api/logs?guild_id=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(decide("GET /api/logs/streamx HTTP/1.1\r\n\r\n"), "other");
+        assert_eq!(
+            decide("POST /api/logs/stream HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+            "other"
+        );
+        assert_eq!(
+            decide("GET /api/logs/stream HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"),
+            "other"
+        );
+        // A pipelined second request: hyper keeps the connection.
+        assert_eq!(
+            decide("GET /api/logs/stream HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n"),
+            "other"
+        );
+        assert_eq!(decide("\x16\x03\x01 garbage"), "other");
+    }
+}
