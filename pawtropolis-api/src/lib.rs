@@ -314,6 +314,7 @@ pub fn register_api_routes(route: Route, api: &PawtropolisApi) -> Route {
     // CORS inside the error renderer, so that its refusals get the JSON error body too.
     let api_tree = Route::new()
         .at("/docs", openapi_doc::swagger_ui)
+        .at("/docs/", openapi_doc::swagger_ui)
         .at("/openapi.json", openapi_doc::spec_endpoint)
         .nest("/", service)
         .with_if(with_cors, cors())

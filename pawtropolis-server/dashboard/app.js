@@ -14,39 +14,38 @@ const MAX_ROWS = 200;
 
 const state = {
   token: sessionStorage.getItem("paw_token"),
-  guild: null,
-  lastId: null,
-  shown: new Set(),
-  identities: new Map(),
-  pending: new Set(),
-  resolveTimer: null,
-  stream: null,
-  chartTimer: null,
+  // The guild on screen and everything that belongs to it (see openGuild).
+  view: null,
 };
 
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, retryAfterS) {
     super(message);
     this.status = status;
+    this.retryAfterS = retryAfterS;
   }
 }
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function authHeaders() {
   return state.token ? { Authorization: `Bearer ${state.token}` } : {};
 }
 
-async function api(path, query = {}) {
+async function api(path, query = {}, signal = undefined) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
-  const r = await fetch(url, { headers: authHeaders(), credentials: "same-origin" });
-  if (!r.ok) {
-    let message = r.statusText;
-    try {
-      message = (await r.json()).error.message;
-    } catch {}
-    throw new ApiError(r.status, message);
-  }
+  const r = await fetch(url, { headers: authHeaders(), credentials: "same-origin", signal });
+  if (!r.ok) throw await apiError(r);
   return r.json();
+}
+
+async function apiError(r) {
+  let message = r.statusText;
+  try {
+    message = (await r.json()).error.message;
+  } catch {}
+  return new ApiError(r.status, message, Number(r.headers.get("Retry-After")) || 0);
 }
 
 // ---- sign-in ----
@@ -103,6 +102,7 @@ async function signInWithToken(guild) {
 }
 
 function showSignIn(loginAvailable, error) {
+  closeView();
   $("dashboard").hidden = true;
   $("who").hidden = true;
   $("sign-in").hidden = false;
@@ -127,25 +127,47 @@ function showDashboard(guilds, wanted) {
   select.replaceChildren(...guilds.map((g) => new Option(g, g)));
   if (wanted && guilds.includes(wanted)) select.value = wanted;
   select.onchange = () => openGuild(select.value);
-  $("window").onchange = loadChart;
-  $("bucket").onchange = loadChart;
+  $("window").onchange = () => loadChart(state.view);
+  $("bucket").onchange = () => loadChart(state.view);
   if (select.value) openGuild(select.value);
 }
 
+// A guild's view: its requests share one AbortController, so opening another guild (or
+// signing out) abandons them all, and nothing of the old guild reaches the screen.
 function openGuild(guild) {
-  state.guild = guild;
-  state.lastId = null;
-  state.shown.clear();
+  closeView();
+  const view = {
+    guild,
+    controller: new AbortController(),
+    lastId: null,
+    shown: new Set(),
+    identities: new Map(),
+    pending: new Set(),
+    resolveTimer: null,
+    resolveAt: 0,
+    resolveNotBefore: 0,
+    chartSeq: 0,
+    chartTimer: null,
+  };
+  state.view = view;
   $("actions").replaceChildren();
-  state.stream?.abort();
-  clearInterval(state.chartTimer);
-  state.chartTimer = setInterval(loadChart, 60_000);
-  loadChart();
-  loadList().then(() => {
-    state.stream = new AbortController();
-    follow(guild, state.stream.signal);
-  });
+  view.chartTimer = setInterval(() => loadChart(view), 60_000);
+  loadChart(view);
+  (async () => {
+    if (await loadList(view)) follow(view);
+  })();
 }
+
+function closeView() {
+  const view = state.view;
+  if (!view) return;
+  view.controller.abort();
+  clearInterval(view.chartTimer);
+  clearTimeout(view.resolveTimer);
+  state.view = null;
+}
+
+const live = (view) => state.view === view && !view.controller.signal.aborted;
 
 function setStatus(text) {
   $("status").textContent = text;
@@ -153,17 +175,22 @@ function setStatus(text) {
 
 // ---- chart ----
 
-async function loadChart() {
-  const query = { guild_id: state.guild, window: $("window").value, bucket: $("bucket").value };
+async function loadChart(view) {
+  if (!view || !live(view)) return;
+  // Replies can come back out of order when the pickers change quickly: only the latest counts.
+  const seq = ++view.chartSeq;
+  const query = { guild_id: view.guild, window: $("window").value, bucket: $("bucket").value };
+  const signal = view.controller.signal;
   try {
     const [counts, latency] = await Promise.all([
-      api("/api/metrics/timeseries", query),
-      api("/api/metrics/latency", query),
+      api("/api/metrics/timeseries", query, signal),
+      api("/api/metrics/latency", query, signal),
     ]);
+    if (!live(view) || seq !== view.chartSeq) return;
     drawChart(counts, latency);
     setStatus(`updated ${new Date().toLocaleTimeString()}`);
   } catch (e) {
-    setStatus(`chart: ${e.message}`);
+    if (live(view) && seq === view.chartSeq) setStatus(`chart: ${e.message}`);
   }
 }
 
@@ -260,27 +287,40 @@ function legendItem(label, color) {
 
 // ---- live list ----
 
-async function loadList() {
-  try {
-    const page = await api("/api/logs", { guild_id: state.guild, limit: 50, expand: "identity" });
-    for (const item of page.items) {
-      if (item.display_name) {
-        state.identities.set(item.moderator_id, { name: item.display_name, avatar: item.avatar_url });
+// The newest page of the log; retried until it loads (or the view is closed), because the
+// stream resumes from its newest row. Returns whether the view is still open.
+async function loadList(view) {
+  let page;
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
+    try {
+      page = await api("/api/logs", { guild_id: view.guild, limit: 50, expand: "identity" }, view.controller.signal);
+      break;
+    } catch (e) {
+      if (!live(view)) return false;
+      if (e.status === 401 || e.status === 403) {
+        showSignIn(false, "The session ended; sign in again.");
+        return false;
       }
+      setStatus(`log: ${e.message}; retrying`);
+      await sleep(Math.max(delay, e.retryAfterS * 1000));
     }
-    [...page.items].reverse().forEach((item) => addAction(item, false));
-    // Resume the stream right after the newest row shown, so nothing falls in between;
-    // an empty guild replays from the start.
-    state.lastId = page.items.length ? page.items[0].id : 0;
-  } catch (e) {
-    setStatus(`log: ${e.message}`);
-    state.lastId = null;
   }
+  if (!live(view)) return false;
+  for (const item of page.items) {
+    if (item.display_name) {
+      view.identities.set(item.moderator_id, { name: item.display_name, avatar: item.avatar_url });
+    }
+  }
+  [...page.items].reverse().forEach((item) => addAction(view, item, false));
+  // Resume the stream right after the newest row shown, so nothing falls in between; an
+  // empty guild replays from the start.
+  view.lastId = Math.max(view.lastId ?? 0, page.items.length ? page.items[0].id : 0);
+  return true;
 }
 
-function addAction(item, fresh) {
-  if (state.shown.has(item.id)) return;
-  state.shown.add(item.id);
+function addAction(view, item, fresh) {
+  if (!live(view) || view.shown.has(item.id)) return;
+  view.shown.add(item.id);
   const li = document.createElement("li");
   li.dataset.id = item.id;
   li.dataset.moderator = item.moderator_id;
@@ -304,21 +344,21 @@ function addAction(item, fresh) {
   time.dateTime = item.created_at;
   time.textContent = new Date(item.created_at).toLocaleString();
   li.append(avatar, body, time);
-  paintIdentity(li);
+  paintIdentity(view, li);
   const list = $("actions");
   // Newest first: the stream delivers in id order, the initial page is added oldest first.
   const after = [...list.children].find((c) => Number(c.dataset.id) < item.id);
   list.insertBefore(li, after ?? null);
   while (list.children.length > MAX_ROWS) {
-    state.shown.delete(Number(list.lastElementChild.dataset.id));
+    view.shown.delete(Number(list.lastElementChild.dataset.id));
     list.lastElementChild.remove();
   }
-  if (!state.identities.has(item.moderator_id)) queueResolve(item.moderator_id);
+  if (!view.identities.has(item.moderator_id)) queueResolve(view, item.moderator_id);
 }
 
-function paintIdentity(li) {
+function paintIdentity(view, li) {
   const id = li.dataset.moderator;
-  const known = state.identities.get(id);
+  const known = view.identities.get(id);
   li.querySelector(".who").textContent = known ? known.name : id;
   const box = li.querySelector(".avatar");
   const initials = (known ? known.name : "?").slice(0, 2).toUpperCase();
@@ -334,28 +374,51 @@ function paintIdentity(li) {
   }
 }
 
-function queueResolve(id) {
-  state.pending.add(id);
-  clearTimeout(state.resolveTimer);
-  state.resolveTimer = setTimeout(resolvePending, 300);
+function queueResolve(view, id) {
+  view.pending.add(id);
+  scheduleResolve(view, 300);
 }
 
-async function resolvePending() {
-  const ids = [...state.pending].slice(0, 100);
-  if (!ids.length) return;
+// One resolve call for the ids gathered meanwhile, never before the rate limit allows.
+function scheduleResolve(view, ms) {
+  const at = Math.max(Date.now() + ms, view.resolveNotBefore);
+  if (view.resolveAt && view.resolveAt <= at) return;
+  clearTimeout(view.resolveTimer);
+  view.resolveAt = at;
+  view.resolveTimer = setTimeout(() => {
+    view.resolveAt = 0;
+    resolvePending(view);
+  }, at - Date.now());
+}
+
+async function resolvePending(view) {
+  const ids = [...view.pending].slice(0, 100);
+  if (!ids.length || !live(view)) return;
   try {
-    const reply = await api("/api/users/resolve", { guild_id: state.guild, ids: ids.join(",") });
+    const reply = await api("/api/users/resolve", { guild_id: view.guild, ids: ids.join(",") }, view.controller.signal);
+    if (!live(view)) return;
+    // A fallback (Discord slow, down or limiting us) is shown for now and asked again later.
+    const unsure = new Set(reply.warnings.filter((w) => w.code !== "not_found").map((w) => w.id));
     for (const u of reply.users) {
-      state.identities.set(u.id, { name: u.display_name, avatar: u.avatar_url });
-      state.pending.delete(u.id);
+      view.identities.set(u.id, { name: u.display_name, avatar: u.avatar_url });
+      view.pending.delete(u.id);
     }
     for (const li of $("actions").children) {
-      if (ids.includes(li.dataset.moderator)) paintIdentity(li);
+      if (ids.includes(li.dataset.moderator)) paintIdentity(view, li);
     }
-    if (state.pending.size) state.resolveTimer = setTimeout(resolvePending, 300);
+    if (unsure.size) {
+      setTimeout(() => {
+        if (!live(view)) return;
+        unsure.forEach((id) => view.pending.add(id));
+        scheduleResolve(view, 0);
+      }, 30_000);
+    }
+    if (view.pending.size) scheduleResolve(view, 300);
   } catch (e) {
+    if (!live(view)) return;
     // Rate limited or unavailable: the ids stay shown as ids; try again later.
-    state.resolveTimer = setTimeout(resolvePending, e.status === 429 ? 15_000 : 5_000);
+    view.resolveNotBefore = Date.now() + (e.retryAfterS ? e.retryAfterS * 1000 : e.status === 429 ? 15_000 : 5_000);
+    scheduleResolve(view, 0);
   }
 }
 
@@ -367,13 +430,15 @@ function setLive(on, text) {
 
 // EventSource cannot send an Authorization header, so the stream is read with fetch; it
 // reconnects like EventSource does, resuming with Last-Event-ID.
-async function follow(guild, signal) {
+async function follow(view) {
+  const signal = view.controller.signal;
   let retryMs = 2000;
-  while (!signal.aborted) {
+  while (live(view)) {
+    let wait = retryMs;
     try {
       const headers = { Accept: "text/event-stream", ...authHeaders() };
-      if (state.lastId !== null) headers["Last-Event-ID"] = String(state.lastId);
-      const r = await fetch(`/api/logs/stream?guild_id=${encodeURIComponent(guild)}`, {
+      if (view.lastId !== null) headers["Last-Event-ID"] = String(view.lastId);
+      const r = await fetch(`/api/logs/stream?guild_id=${encodeURIComponent(view.guild)}`, {
         headers,
         signal,
         credentials: "same-origin",
@@ -382,31 +447,37 @@ async function follow(guild, signal) {
         setLive(false, "signed out");
         return showSignIn(false, "The session ended; sign in again.");
       }
-      if (!r.ok) throw new ApiError(r.status, r.statusText);
+      if (!r.ok) throw await apiError(r);
       setLive(true, "live");
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buffer += value.replace(/\r\n?/g, "\n");
+        buffer += value;
+        // A "\r" at the very end may be half of a "\r\n" still on its way.
+        const cut = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length;
+        buffer = buffer.slice(0, cut).replace(/\r\n?/g, "\n") + buffer.slice(cut);
         let end;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
           const frame = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
-          const r = onFrame(frame);
-          if (r) retryMs = r;
+          const hint = onFrame(view, frame);
+          if (hint) retryMs = hint;
         }
       }
     } catch (e) {
-      if (signal.aborted) return;
+      if (!live(view)) return;
+      // Too many streams (429) or a full server (503): wait as long as it asks.
+      if (e instanceof ApiError && e.retryAfterS) wait = e.retryAfterS * 1000;
     }
+    if (!live(view)) return;
     setLive(false, "reconnecting…");
-    await new Promise((resolve) => setTimeout(resolve, retryMs));
+    await sleep(wait);
   }
 }
 
-function onFrame(frame) {
+function onFrame(view, frame) {
   let event = "message";
   let id = null;
   let retry = null;
@@ -421,15 +492,16 @@ function onFrame(frame) {
     else if (field === "id") id = value;
     else if (field === "retry" && /^\d+$/.test(value)) retry = Number(value);
   }
+  if (!live(view)) return retry;
   if (event === "action" && data.length) {
     const item = JSON.parse(data.join("\n"));
-    state.lastId = Number(id ?? item.id);
-    addAction(item, true);
+    view.lastId = Number(id ?? item.id);
+    addAction(view, item, true);
   } else if (event === "resync") {
     // More was missed than the server replays: start again from the newest page.
     $("actions").replaceChildren();
-    state.shown.clear();
-    loadList();
+    view.shown.clear();
+    loadList(view);
   }
   return retry;
 }

@@ -80,6 +80,19 @@ pub struct NodeProgram {
     lines: Lines<BufReader<ChildStdout>>,
     /// Every line read so far, for failure messages.
     pub transcript: Vec<String>,
+    stderr: std::sync::Arc<Mutex<String>>,
+}
+
+impl Drop for NodeProgram {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait()
+            && let Some(pid) = self.child.id()
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
 }
 
 impl NodeProgram {
@@ -90,7 +103,9 @@ impl NodeProgram {
             .current_dir(dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
+            // Its own process group, so that a failed test takes Chromium down with node.
+            .process_group(0)
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
@@ -100,24 +115,42 @@ impl NodeProgram {
             .unwrap_or_else(|e| panic!("cannot start node {script}: {e}"));
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Kept for failure messages (a thrown check prints only to stderr).
+        let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+        let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err_lines.next_line().await {
+                eprintln!("node stderr: {line}");
+                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
         Self {
             child,
             stdin,
             lines,
             transcript: Vec::new(),
+            stderr,
         }
+    }
+
+    /// What the program printed so far, stdout then stderr, for failure messages.
+    pub fn output(&self) -> String {
+        let err = self
+            .stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        format!("{}\n--- stderr ---\n{err}", self.transcript.join("\n"))
     }
 
     /// The next line the program prints, or `None` when it has closed stdout.
     pub async fn next_line(&mut self, timeout: Duration) -> Option<String> {
         let line = tokio::time::timeout(timeout, self.lines.next_line())
             .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no output within {timeout:?}; so far:\n{}",
-                    self.transcript.join("\n")
-                )
-            })
+            .unwrap_or_else(|_| panic!("no output within {timeout:?}; so far:\n{}", self.output()))
             .unwrap();
         if let Some(l) = &line {
             println!("node: {l}");
@@ -137,16 +170,22 @@ impl NodeProgram {
 
     /// Reads the rest of the output and waits for the exit; panics unless it succeeded.
     pub async fn finish(mut self, timeout: Duration) -> Vec<String> {
+        self.wait_success(timeout).await
+    }
+
+    async fn wait_success(&mut self, timeout: Duration) -> Vec<String> {
         while self.next_line(timeout).await.is_some() {}
         let status = tokio::time::timeout(timeout, self.child.wait())
             .await
             .expect("node did not exit")
             .unwrap();
+        // Let the stderr reader catch up before reporting.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             status.success(),
             "node exited with {status}; output:\n{}",
-            self.transcript.join("\n")
+            self.output()
         );
-        self.transcript
+        self.transcript.clone()
     }
 }

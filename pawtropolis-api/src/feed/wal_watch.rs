@@ -5,13 +5,21 @@
 //! its write-ahead log (inotify on Linux, through `notify`) finds them at once, so that those
 //! events reach browsers about as fast as the recorder's. The poll stays as the safety net.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
 
 use super::ActionFeed;
 use crate::db;
+
+/// How long after a write the feed looks a second time.
+const SETTLE: Duration = Duration::from_millis(15);
 
 /// Watches the file of `db` (a SQLite database) until the feed stops. Does nothing for an
 /// in-memory database, and only logs when the file cannot be watched.
@@ -23,15 +31,17 @@ pub(crate) async fn start(db: &DatabaseConnection, feed: &ActionFeed) {
     let Some(dir) = file.parent().map(Path::to_path_buf) else {
         return;
     };
-    let wal = PathBuf::from(format!("{}-wal", file.display()));
-    let waker = feed.clone();
-    let watched = [file.clone(), wal];
+    let mut wal = file.clone().into_os_string();
+    wal.push("-wal");
+    let watched = [file.clone(), PathBuf::from(wal)];
+    let written = Arc::new(Notify::new());
+    let signal = written.clone();
     let handler = move |res: notify::Result<notify::Event>| {
         if let Ok(event) = res
             && matches!(event.kind, EventKind::Modify(_) | EventKind::Create(_))
             && event.paths.iter().any(|p| watched.contains(p))
         {
-            waker.wake();
+            signal.notify_one();
         }
     };
     // The directory, not the files: the log is created and removed as connections come and go.
@@ -41,9 +51,21 @@ pub(crate) async fn start(db: &DatabaseConnection, feed: &ActionFeed) {
         Ok(watcher) => {
             tracing::debug!(file = %file.display(), "watching the database file for other writers");
             let mut stopped = feed.stopped();
+            let feed = feed.clone();
             tokio::spawn(async move {
                 let _watcher: RecommendedWatcher = watcher;
-                let _ = stopped.changed().await;
+                loop {
+                    tokio::select! {
+                        () = written.notified() => {}
+                        _ = stopped.changed() => return,
+                    }
+                    feed.wake();
+                    // The write seen may precede the commit becoming visible (the WAL index
+                    // is updated after the frames, an fsync may come between): look again a
+                    // moment later. Bursts of writes coalesce into these two looks.
+                    tokio::time::sleep(SETTLE).await;
+                    feed.wake();
+                }
             });
         }
         Err(e) => tracing::warn!(

@@ -242,39 +242,41 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
     }
     // Events are small and each should leave at once, not wait for the previous one's ACK.
     let _ = io.set_nodelay(true);
-    let mut chunks = body.into_bytes_stream();
+    let mut chunks = body.into_bytes_stream().fuse();
     let (mut rd, mut wr) = io.split();
-    let mut probe = [0u8; 64];
+    let mut probe = [0u8; 1];
     let mut batch: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {
-            chunk = chunks.next() => match chunk {
-                Some(Ok(bytes)) => {
-                    // A connection that fell behind sends what is waiting in one write, so
-                    // that a busy server spends fewer syscalls per event rather than more.
-                    batch.push(bytes);
-                    let mut size = batch[0].len();
-                    while size < MAX_BATCH {
-                        match chunks.next().now_or_never() {
-                            Some(Some(Ok(more))) => {
-                                size += more.len();
-                                batch.push(more);
-                            }
-                            _ => break,
+            chunk = chunks.next() => {
+                let Some(Ok(bytes)) = chunk else { break };
+                // A connection that fell behind sends what is waiting in one write, so that a
+                // busy server spends fewer syscalls per event rather than more.
+                batch.push(bytes);
+                let mut size = batch[0].len();
+                let mut ended = false;
+                while size < MAX_BATCH {
+                    match chunks.next().now_or_never() {
+                        Some(Some(Ok(more))) => {
+                            size += more.len();
+                            batch.push(more);
                         }
-                    }
-                    let sent = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut wr, &mut batch)).await;
-                    if !matches!(sent, Ok(Ok(()))) {
-                        break;
+                        // The body ended (or failed) behind what is batched: send that, stop.
+                        Some(_) => {
+                            ended = true;
+                            break;
+                        }
+                        None => break,
                     }
                 }
-                _ => break,
+                let sent = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut wr, &mut batch)).await;
+                if ended || !matches!(sent, Ok(Ok(()))) {
+                    break;
+                }
             },
-            // The client sends nothing more on a stream; a read ending means it went away.
-            read = rd.read(&mut probe) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
+            // A stream's client sends nothing after its request: a read ending, failing or
+            // bringing anything at all closes the stream.
+            _ = rd.read(&mut probe) => break,
         }
     }
     drop(chunks);
@@ -315,6 +317,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     wr: &mut W,
     batch: &mut Vec<Bytes>,
 ) -> std::io::Result<()> {
+    batch.retain(|b| !b.is_empty());
     if let [one] = batch.as_slice() {
         wr.write_all(one).await?;
         batch.clear();

@@ -17,6 +17,9 @@ const CAT_NAMES: [&str; 12] = [
     "Whiskers", "Mittens", "Biscuit", "Pumpkin", "Shadow", "Pepper", "Nova", "Mochi", "Luna",
     "Tofu", "Ziggy", "Maple",
 ];
+/// One Chromium at a time: two beside the rest of the suite starve a 2-core machine.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A moderator who appears only in the action the browser test asks for.
 const NEW_MOD: &str = "700000000000000042";
 const NEW_MOD_NAME: &str = "Playwright Paws";
@@ -111,7 +114,7 @@ async fn typescript_client_calls_every_operation() {
                 ("PAWTROPOLIS_GUILD_ID", DEMO_GUILD),
             ],
         );
-        let out = smoke.finish(Duration::from_secs(60)).await;
+        let out = smoke.finish(Duration::from_secs(180)).await;
         writer.abort();
         for step in [
             "logs",
@@ -137,6 +140,7 @@ async fn typescript_client_calls_every_operation() {
 /// action appearing live. Leaves a screenshot (`PAWTROPOLIS_SCREENSHOT`, else the temp folder).
 #[tokio::test]
 async fn dashboard_in_a_real_browser() {
+    let _one = BROWSER.lock().await;
     let dir = repo_dir("tests/browser");
     npm_ci(&dir);
     let chromium = chromium();
@@ -158,10 +162,11 @@ async fn dashboard_in_a_real_browser() {
                 ("PAWTROPOLIS_GUILD_ID", DEMO_GUILD),
                 ("PAWTROPOLIS_CHROMIUM", chromium.to_str().unwrap()),
                 ("PAWTROPOLIS_SCREENSHOT", &shot),
+                ("PAWTROPOLIS_KNOWN_NAMES", &CAT_NAMES.join(",")),
             ],
         );
         loop {
-            let line = browser.next_line(Duration::from_secs(60)).await;
+            let line = browser.next_line(Duration::from_secs(180)).await;
             match line.as_deref() {
                 Some("insert") => {
                     let id = app
@@ -174,13 +179,13 @@ async fn dashboard_in_a_real_browser() {
                 }
                 Some(l) if l.starts_with("ok live") => break,
                 Some(_) => {}
-                None => panic!(
-                    "the browser test ended early:\n{}",
-                    browser.transcript.join("\n")
-                ),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    panic!("the browser test ended early:\n{}", browser.output())
+                }
             }
         }
-        browser.finish(Duration::from_secs(60)).await;
+        browser.finish(Duration::from_secs(180)).await;
         let png = std::fs::read(&shot).unwrap();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 20_000,
@@ -197,6 +202,7 @@ async fn dashboard_in_a_real_browser() {
 #[tokio::test]
 async fn dashboard_signs_in_with_discord() {
     const ROLE: &str = "555555555555555555";
+    let _one = BROWSER.lock().await;
     let dir = repo_dir("tests/browser");
     npm_ci(&dir);
     let chromium = chromium();
@@ -247,7 +253,7 @@ async fn dashboard_signs_in_with_discord() {
                 ("PAWTROPOLIS_LOGIN_AS", CAT_NAMES[1]),
             ],
         );
-        let out = browser.finish(Duration::from_secs(60)).await;
+        let out = browser.finish(Duration::from_secs(180)).await;
         assert!(out.iter().any(|l| l.starts_with("ok login:")), "{out:?}");
         assert!(out.iter().any(|l| l.starts_with("ok logout:")), "{out:?}");
         assert!(fake.calls().iter().any(|c| c == "oauth authorize"));
