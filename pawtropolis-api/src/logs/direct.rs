@@ -419,6 +419,62 @@ mod tests {
         }
     }
 
+    /// Takes at most 3 bytes per write, like a socket with a full buffer.
+    struct Trickle(Vec<u8>);
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(3);
+            self.0.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            // Across slice boundaries, as writev does.
+            let mut left = 3;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.0.extend_from_slice(&b[..n]);
+                left -= n;
+            }
+            Poll::Ready(Ok(3 - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_out_whole_and_in_order_through_partial_writes() {
+        let mut out = Trickle(Vec::new());
+        let mut batch = vec![
+            Bytes::from_static(b"id: 1\n\n"),
+            Bytes::new(),
+            Bytes::from_static(b"id: 22\n\n"),
+            Bytes::from_static(b"x"),
+        ];
+        write_batch(&mut out, &mut batch).await.unwrap();
+        assert_eq!(out.0, b"id: 1\n\nid: 22\n\nx");
+        assert!(batch.is_empty());
+    }
+
     #[test]
     fn only_plain_gets_of_the_stream_are_taken() {
         let ok = "GET /api/logs/stream?guild_id=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n";

@@ -3,6 +3,8 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
 use pawtropolis_api::feed::NewAction;
 use pawtropolis_tests::{Backend, GUILD_A, GUILD_B, TestApp, backends, run_cli, sse::SseClient};
 
@@ -61,6 +63,34 @@ async fn both_connection_paths_and_the_database_file_watch() {
         for s in [&mut direct, &mut hyper] {
             assert_eq!(s.next_action(SECS).await.expect("event").id, Some(id));
         }
+        // A request head that arrives in pieces is still taken by the direct path.
+        let mut raw = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let head = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n",
+            path("")
+        );
+        let (a, b) = head.split_at(20);
+        raw.write_all(a.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        raw.write_all(b.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains(": stream open") {
+            let n = tokio::time::timeout(SECS, raw.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).to_lowercase();
+        assert!(text.starts_with("http/1.1 200 ok\r\n"), "{text}");
+        assert!(text.contains("connection: close\r\n"), "{text}");
+        assert!(text.contains("content-type: text/event-stream"), "{text}");
+        drop(raw);
+
         // Refusals on the direct path are whole JSON replies.
         let refused = reqwest::Client::new()
             .get(format!("{}{}", app.base, path("")))
