@@ -170,10 +170,6 @@ impl NodeProgram {
 
     /// Reads the rest of the output and waits for the exit; panics unless it succeeded.
     pub async fn finish(mut self, timeout: Duration) -> Vec<String> {
-        self.wait_success(timeout).await
-    }
-
-    async fn wait_success(&mut self, timeout: Duration) -> Vec<String> {
         while self.next_line(timeout).await.is_some() {}
         let status = tokio::time::timeout(timeout, self.child.wait())
             .await
@@ -186,6 +182,6 @@ impl NodeProgram {
             "node exited with {status}; output:\n{}",
             self.output()
         );
-        self.transcript.clone()
+        std::mem::take(&mut self.transcript)
     }
 }

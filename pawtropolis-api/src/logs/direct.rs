@@ -230,18 +230,20 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
         // Errors (401, 403, 429, 503 …): small JSON bodies, sent whole.
         let body = body.into_bytes().await.unwrap_or_default();
         let head = response_head(&parts, Some(body.len()));
-        let _ = write_all(&mut io, &[&head, &body]).await;
+        let _ = send(&mut io, &mut vec![head, body]).await;
         let _ = io.shutdown().await;
-        return;
-    }
-    // No length and no chunking: the stream's body ends when the connection closes, which
-    // is how it ends anyway. Each event then goes out as the very bytes the feed prepared.
-    let head = response_head(&parts, None);
-    if write_all(&mut io, &[&head]).await.is_err() {
         return;
     }
     // Events are small and each should leave at once, not wait for the previous one's ACK.
     let _ = io.set_nodelay(true);
+    // No length and no chunking: the stream's body ends when the connection closes, which
+    // is how it ends anyway. Each event then goes out as the very bytes the feed prepared.
+    if send(&mut io, &mut vec![response_head(&parts, None)])
+        .await
+        .is_err()
+    {
+        return;
+    }
     let mut chunks = body.into_bytes_stream().fuse();
     let (mut rd, mut wr) = io.split();
     let mut probe = [0u8; 1];
@@ -269,8 +271,7 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
                         None => break,
                     }
                 }
-                let sent = tokio::time::timeout(WRITE_TIMEOUT, write_batch(&mut wr, &mut batch)).await;
-                if ended || !matches!(sent, Ok(Ok(()))) {
+                if send(&mut wr, &mut batch).await.is_err() || ended {
                     break;
                 }
             },
@@ -284,7 +285,7 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
 }
 
 /// Status line and headers, with `Connection: close` and, for a whole body, its length.
-fn response_head(parts: &poem::ResponseParts, content_length: Option<usize>) -> Vec<u8> {
+fn response_head(parts: &poem::ResponseParts, content_length: Option<usize>) -> Bytes {
     let mut head = Vec::with_capacity(256);
     let _ = write!(
         head,
@@ -309,7 +310,14 @@ fn response_head(parts: &poem::ResponseParts, content_length: Option<usize>) -> 
         let _ = write!(head, "content-length: {n}\r\n");
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
-    head
+    head.into()
+}
+
+/// [`write_batch`] within [`WRITE_TIMEOUT`].
+async fn send<W: AsyncWrite + Unpin>(wr: &mut W, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, write_batch(wr, batch))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 /// Writes every chunk of `batch` (one `writev` when the socket takes them all) and empties it.
@@ -342,15 +350,6 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         }
     }
     batch.clear();
-    Ok(())
-}
-
-async fn write_all(io: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result<()> {
-    for part in parts {
-        tokio::time::timeout(WRITE_TIMEOUT, io.write_all(part))
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    }
     Ok(())
 }
 
