@@ -1,15 +1,21 @@
 use std::{
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicI64, Ordering},
     },
     time::Duration,
 };
 
 use bytes::Bytes;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, SqlxSqliteConnector,
+    sqlx::{
+        postgres::{PgConnectOptions, PgPoolOptions},
+        sqlite::{SqliteConnectOptions, SqlitePoolOptions},
+    },
+};
 use serde::Serialize;
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, broadcast, oneshot, watch};
 
 use crate::{
     db,
@@ -69,20 +75,78 @@ const CHANNEL_CAPACITY: usize = 4_096;
 pub const NOTIFY_CHANNEL: &str = "pawtropolis_action_log";
 
 struct Inner {
-    db: DatabaseConnection,
     tx: broadcast::Sender<Arc<FeedEvent>>,
     /// Every row with an id at or below this has been published (or given up as a hole).
     high_water: AtomicI64,
-    wake: Notify,
-    poll: Duration,
+    /// Shared with the feed's thread, which holds the feed itself only weakly.
+    wake: Arc<Notify>,
+    /// Dropped with the last handle, which also ends the feed's thread.
     stop: watch::Sender<bool>,
 }
 
 /// Publishes new `action_log` rows in id order on a broadcast channel: woken by a short poll,
 /// at once by [`super::ActionRecorder`], and by PostgreSQL `NOTIFY`.
+///
+/// The publisher runs on a thread of its own (`pawtropolis-feed`, with a one-thread runtime
+/// and its own database connection), not on the host's runtime. With 10,000 streams open, an
+/// event wakes 10,000 tasks there; a publisher queued behind them would wait a whole round of
+/// them at every step (woken, then its query answered), so each event would reach browsers
+/// a round or two late. On its own thread it reads and sends the next event at once.
 #[derive(Clone)]
 pub struct ActionFeed {
     inner: Arc<Inner>,
+}
+
+/// How the feed opens its own connection to the caller's database.
+enum Target {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+}
+
+impl Target {
+    fn of(db: &DatabaseConnection) -> Result<Self, DbErr> {
+        match db.get_database_backend() {
+            // The same options: a `sqlite::memory:` database is a named shared cache, so this
+            // reaches the same database.
+            DbBackend::Sqlite => Ok(Self::Sqlite(
+                db.get_sqlite_connection_pool()
+                    .connect_options()
+                    .as_ref()
+                    .clone(),
+            )),
+            DbBackend::Postgres => Ok(Self::Postgres(
+                db.get_postgres_connection_pool()
+                    .connect_options()
+                    .as_ref()
+                    .clone(),
+            )),
+            other => Err(DbErr::Custom(format!(
+                "the live feed supports SQLite and PostgreSQL, not {other:?}"
+            ))),
+        }
+    }
+
+    /// A pool for the feed, opened on the feed's runtime (a PostgreSQL socket belongs to the
+    /// runtime that opened it). Two connections on PostgreSQL: `LISTEN` takes one for itself.
+    async fn open(self) -> Result<DatabaseConnection, DbErr> {
+        let err = |e: sea_orm::sqlx::Error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()));
+        Ok(match self {
+            Self::Sqlite(opts) => SqlxSqliteConnector::from_sqlx_sqlite_pool(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts)
+                    .await
+                    .map_err(err)?,
+            ),
+            Self::Postgres(opts) => SqlxPostgresConnector::from_sqlx_postgres_pool(
+                PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(opts)
+                    .await
+                    .map_err(err)?,
+            ),
+        })
+    }
 }
 
 impl ActionFeed {
@@ -101,22 +165,27 @@ impl ActionFeed {
         let (stop, _) = watch::channel(false);
         let feed = Self {
             inner: Arc::new(Inner {
-                db,
                 tx,
                 high_water: AtomicI64::new(start),
-                wake: Notify::new(),
-                poll: poll.max(Duration::from_millis(10)),
+                wake: Arc::new(Notify::new()),
                 stop,
             }),
         };
-        tokio::spawn(feed.clone().run());
-        match feed.inner.db.get_database_backend() {
-            DbBackend::Postgres => {
-                tokio::spawn(feed.clone().listen());
-            }
-            DbBackend::Sqlite => super::wal_watch::start(&feed.inner.db, &feed).await,
-            _ => {}
-        }
+        let target = Target::of(&db)?;
+        let (ready, started) = oneshot::channel();
+        let worker = Worker {
+            feed: Arc::downgrade(&feed.inner),
+            wake: feed.inner.wake.clone(),
+            stop: feed.inner.stop.subscribe(),
+            poll: poll.max(Duration::from_millis(10)),
+        };
+        std::thread::Builder::new()
+            .name("pawtropolis-feed".into())
+            .spawn(move || worker.run_thread(target, ready))
+            .map_err(|e| DbErr::Custom(format!("cannot start the live feed's thread: {e}")))?;
+        started
+            .await
+            .map_err(|_| DbErr::Custom("the live feed's thread ended at start".into()))??;
         Ok(feed)
     }
 
@@ -145,30 +214,12 @@ impl ActionFeed {
         self.inner.stop.subscribe()
     }
 
-    async fn run(self) {
-        let mut stop = self.inner.stop.subscribe();
-        let mut gap: Option<Gap> = None;
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(self.inner.poll) => {}
-                () = self.inner.wake.notified() => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                return;
-            }
-            if let Err(e) = self.publish_new(&mut gap).await {
-                tracing::warn!(error = %e, "live feed could not read action_log");
-            }
-        }
-    }
-
     /// True when every transaction that was running when the hole was seen has ended, so a
     /// row still missing was rolled back (PostgreSQL transaction ids: the current snapshot's
     /// xmin has passed the xmax recorded then).
-    async fn hole_settled(&self, gap: &Gap) -> Result<bool, DbErr> {
+    async fn hole_settled(db: &DatabaseConnection, gap: &Gap) -> Result<bool, DbErr> {
         let xmin = db::query_one(
-            &self.inner.db,
+            db,
             "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS x",
             vec![],
         )
@@ -179,9 +230,9 @@ impl ActionFeed {
         Ok(xmin >= gap.xmax)
     }
 
-    async fn current_xmax(&self) -> Result<i64, DbErr> {
+    async fn current_xmax(db: &DatabaseConnection) -> Result<i64, DbErr> {
         Ok(db::query_one(
-            &self.inner.db,
+            db,
             "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS x",
             vec![],
         )
@@ -191,18 +242,22 @@ impl ActionFeed {
         .unwrap_or(i64::MAX))
     }
 
-    async fn publish_new(&self, gap: &mut Option<Gap>) -> Result<(), DbErr> {
-        let postgres = self.inner.db.get_database_backend() == DbBackend::Postgres;
+    async fn publish_new(
+        &self,
+        db: &DatabaseConnection,
+        gap: &mut Option<Gap>,
+    ) -> Result<(), DbErr> {
+        let postgres = db.get_database_backend() == DbBackend::Postgres;
         loop {
             // Checked before reading the rows: a transaction that commits after this check has
             // its row in the read below.
             let settled = match gap.as_ref() {
-                Some(g) if postgres && g.refreshed => self.hole_settled(g).await?,
+                Some(g) if postgres && g.refreshed => Self::hole_settled(db, g).await?,
                 _ => false,
             };
             let hw = self.high_water();
             let rows = db::query_all(
-                &self.inner.db,
+                db,
                 format!("SELECT {ITEM_COLUMNS} FROM action_log WHERE id > $1 ORDER BY id LIMIT $2"),
                 vec![hw.into(), BATCH.into()],
             )
@@ -218,7 +273,7 @@ impl ActionFeed {
                     match gap.as_mut() {
                         Some(g) if g.id == expected && settled => {}
                         Some(g) if g.id == expected && !g.refreshed => {
-                            g.xmax = self.current_xmax().await?;
+                            g.xmax = Self::current_xmax(db).await?;
                             g.refreshed = true;
                             return Ok(());
                         }
@@ -259,45 +314,168 @@ impl ActionFeed {
             }
         }
     }
+}
 
-    /// Wakes the feed on PostgreSQL `NOTIFY` from other writers (the poll stays the safety
-    /// net when the listener is down).
-    async fn listen(self) {
-        let Some(pool) = pool_of(&self.inner.db) else {
-            return;
-        };
-        let mut stop = self.inner.stop.subscribe();
-        loop {
-            match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(mut listener) => {
-                    if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
-                        tracing::warn!(error = %e, "LISTEN failed; relying on the poll");
-                    } else {
-                        loop {
-                            tokio::select! {
-                                msg = listener.recv() => match msg {
-                                    Ok(_) => self.wake(),
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
-                                        break;
-                                    }
-                                },
-                                _ = stop.changed() => return,
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot LISTEN; relying on the poll"),
+/// What the feed's thread holds: the feed only weakly, so that it ends with the last handle
+/// even when the host never calls [`ActionFeed::stop`].
+struct Worker {
+    feed: Weak<Inner>,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+    poll: Duration,
+}
+
+impl Worker {
+    fn run_thread(self, target: Target, ready: oneshot::Sender<Result<(), DbErr>>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready.send(Err(DbErr::Custom(format!(
+                    "cannot start the live feed's runtime: {e}"
+                ))));
+                return;
             }
+        };
+        rt.block_on(async move {
+            let db = match target.open().await {
+                Ok(db) => db,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            match db.get_database_backend() {
+                DbBackend::Postgres => {
+                    tokio::spawn(listen(
+                        db.get_postgres_connection_pool().clone(),
+                        self.wake.clone(),
+                        self.stop.clone(),
+                    ));
+                }
+                _ => super::wal_watch::start(&db, self.wake.clone(), self.stop.clone()).await,
+            }
+            if ready.send(Ok(())).is_ok() {
+                self.run(&db).await;
+            }
+        });
+    }
+
+    async fn run(mut self, db: &DatabaseConnection) {
+        let mut gap: Option<Gap> = None;
+        loop {
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = stop.changed() => return,
+                () = tokio::time::sleep(self.poll) => {}
+                () = self.wake.notified() => {}
+                changed = self.stop.changed() => if changed.is_err() {
+                    return;
+                },
+            }
+            if *self.stop.borrow() {
+                return;
+            }
+            let Some(inner) = self.feed.upgrade() else {
+                return;
+            };
+            if let Err(e) = (ActionFeed { inner }).publish_new(db, &mut gap).await {
+                tracing::warn!(error = %e, "live feed could not read action_log");
             }
         }
     }
 }
 
-fn pool_of(db: &DatabaseConnection) -> Option<sea_orm::sqlx::PgPool> {
-    (db.get_database_backend() == DbBackend::Postgres)
-        .then(|| db.get_postgres_connection_pool().clone())
+/// Wakes the feed on PostgreSQL `NOTIFY` from other writers (the poll stays the safety net
+/// when the listener is down).
+async fn listen(pool: sea_orm::sqlx::PgPool, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN failed; relying on the poll");
+                } else {
+                    loop {
+                        tokio::select! {
+                            msg = listener.recv() => match msg {
+                                Ok(_) => wake.notify_one(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                                    break;
+                                }
+                            },
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot LISTEN; relying on the poll"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Threads of this process named for the feed (Linux shows 15 bytes of a name).
+    fn feed_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|name| name.starts_with("pawtropolis-fe"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_feed_thread_publishes_and_ends_with_the_last_handle() {
+        // In memory: the feed's own connection must reach the same (shared-cache) database.
+        let db = db::connect("sqlite::memory:", 2).await.unwrap();
+        migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+        // A poll of a minute: only the wake can publish within the test.
+        let feed = ActionFeed::start(db.clone(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(feed_threads(), 1);
+        let mut rx = feed.subscribe();
+        db::execute(
+            &db,
+            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ('1', '2', 'claim', 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        feed.wake();
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((event.id, event.guild_id.as_str()), (1, "1"));
+
+        // The host never calls stop(): dropping the last handle ends the feed and its thread.
+        drop(feed);
+        let closed = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
+        assert!(matches!(closed, Err(broadcast::error::RecvError::Closed)));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while feed_threads() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(feed_threads(), 0);
+    }
 }

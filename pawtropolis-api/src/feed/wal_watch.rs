@@ -13,17 +13,21 @@ use std::{
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use sea_orm::DatabaseConnection;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
-use super::ActionFeed;
 use crate::db;
 
 /// How long after a write the feed looks a second time.
 const SETTLE: Duration = Duration::from_millis(15);
 
-/// Watches the file of `db` (a SQLite database) until the feed stops. Does nothing for an
-/// in-memory database, and only logs when the file cannot be watched.
-pub(crate) async fn start(db: &DatabaseConnection, feed: &ActionFeed) {
+/// Watches the file of `db` (a SQLite database) and notifies `wake` on writes, until `stopped`
+/// changes or closes. Does nothing for an in-memory database, and only logs when the file
+/// cannot be watched.
+pub(crate) async fn start(
+    db: &DatabaseConnection,
+    wake: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let file = match main_file(db).await {
         Some(f) => f,
         None => return,
@@ -50,8 +54,6 @@ pub(crate) async fn start(db: &DatabaseConnection, feed: &ActionFeed) {
     match watcher {
         Ok(watcher) => {
             tracing::debug!(file = %file.display(), "watching the database file for other writers");
-            let mut stopped = feed.stopped();
-            let feed = feed.clone();
             tokio::spawn(async move {
                 let _watcher: RecommendedWatcher = watcher;
                 loop {
@@ -59,12 +61,12 @@ pub(crate) async fn start(db: &DatabaseConnection, feed: &ActionFeed) {
                         () = written.notified() => {}
                         _ = stopped.changed() => return,
                     }
-                    feed.wake();
+                    wake.notify_one();
                     // The write seen may precede the commit becoming visible (the WAL index
                     // is updated after the frames, an fsync may come between): look again a
                     // moment later. Bursts of writes coalesce into these two looks.
                     tokio::time::sleep(SETTLE).await;
-                    feed.wake();
+                    wake.notify_one();
                 }
             });
         }
