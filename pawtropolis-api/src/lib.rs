@@ -45,7 +45,7 @@ use serenity::http::Http;
 pub use auth::{Principal, SessionVerifier};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
-pub use logs::direct::StreamAcceptor;
+pub use logs::direct::{LISTEN_BACKLOG, StreamAcceptor, bind_tcp};
 
 /// Where [`register_api_routes`] serves the live stream (for [`StreamAcceptor`]).
 pub const STREAM_PATH: &str = "/api/logs/stream";

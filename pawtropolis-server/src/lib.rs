@@ -17,7 +17,7 @@ use pawtropolis_api::{
 };
 use poem::{
     Endpoint, EndpointExt, Response, Route, Server,
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    listener::{Acceptor, TcpAcceptor},
     middleware::{RequestId, ReuseId, Tracing},
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -235,8 +235,7 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
         None
     };
     let api = build_api(settings, db).await?;
-    let tcp = TcpListener::bind(settings.bind.clone())
-        .into_acceptor()
+    let tcp = pawtropolis_api::bind_tcp(&settings.bind)
         .await
         .with_context(|| format!("binding {}", settings.bind))?;
     let endpoint = Arc::new(app(&api, args.dashboard));

@@ -15,7 +15,7 @@ use std::{
 
 use clap::Parser as _;
 use pawtropolis_server::config::{Cli, Settings};
-use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::listener::Acceptor;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
 /// Guild every test token can read.
@@ -295,7 +295,7 @@ impl TestApp {
         } else {
             "127.0.0.1:0".to_owned()
         };
-        let acceptor = TcpListener::bind(bind).into_acceptor().await.unwrap();
+        let acceptor = pawtropolis_api::bind_tcp(&bind).await.unwrap();
         let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
         // Served as the binary serves: live streams straight from the socket.
         let app = std::sync::Arc::new(pawtropolis_server::app(&api, dashboard));

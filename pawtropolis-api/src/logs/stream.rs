@@ -314,6 +314,12 @@ impl StreamApi {
                 }
                 covered = covered.max(after);
             }
+            // One future for the whole stream, not one per event: its waiter stays registered
+            // instead of being added and removed under the channel's lock at every event.
+            let stop = async move {
+                let _ = stopped.changed().await;
+            };
+            tokio::pin!(stop);
             let period = settings.sse_heartbeat;
             let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
@@ -321,7 +327,7 @@ impl StreamApi {
                 let step = tokio::select! {
                     event = rx.recv() => Step::Event(event),
                     _ = heartbeat.tick() => Step::Heartbeat,
-                    _ = stopped.changed() => Step::Stop,
+                    () = &mut stop => Step::Stop,
                 };
                 match step {
                     Step::Event(Ok(ev)) => {
