@@ -1,0 +1,256 @@
+//! The client process: N streams read by one thread from one epoll set.
+//!
+//! The clients stand for 10,000 browsers on other machines, yet here they share the server's
+//! two cores, so every microsecond they spend is taken from the server. They are written to
+//! cost as little as a client can: edge-triggered readiness (mio), one `recvmsg` per readable
+//! socket until it would block, events found with `memchr` in the bytes as they came, and no
+//! timer per read.
+//!
+//! Two latencies are taken for every event, both against the insert time the event carries:
+//! - **arrival**: the kernel's receive timestamp (`SO_TIMESTAMPNS`) of the segment, stamped when
+//!   it reached the client's network stack, before this process got round to reading it;
+//! - **read**: the clock when this process read it, which also counts the time the event
+//!   waited for this one thread to come to its socket among 10,000.
+
+use std::{
+    io::{IoSliceMut, Write as _},
+    net::SocketAddr,
+    os::fd::AsRawFd as _,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use memchr::memmem;
+use mio::{Events, Interest, Poll, Token, net::TcpStream};
+use nix::{
+    errno::Errno,
+    sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt},
+};
+
+/// What the client process prints (one JSON line) for the server process to report.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub struct ClientReport {
+    pub held: usize,
+    pub complete: usize,
+    pub lost: usize,
+    pub duplicates: usize,
+    pub samples: usize,
+    pub arrival_us: Percentiles,
+    pub read_us: Percentiles,
+    /// Per event, the arrival at the first client to get it.
+    pub first_arrival_us: Percentiles,
+}
+
+/// p50, p99 and max of a set of latencies, in microseconds.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+pub struct Percentiles {
+    pub p50: i64,
+    pub p99: i64,
+    pub max: i64,
+}
+
+impl Percentiles {
+    fn of(mut samples: Vec<i64>) -> Self {
+        samples.sort_unstable();
+        let at = |p: f64| {
+            if samples.is_empty() {
+                return 0;
+            }
+            let rank = ((p / 100.0) * samples.len() as f64).ceil().max(1.0) as usize;
+            samples[rank.min(samples.len()) - 1]
+        };
+        Self {
+            p50: at(50.0),
+            p99: at(99.0),
+            max: samples.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+struct Conn {
+    sock: TcpStream,
+    /// Bytes of an event not yet complete.
+    partial: Vec<u8>,
+    received: usize,
+    duplicates: usize,
+    last_id: i64,
+    opened: bool,
+    closed: bool,
+}
+
+struct Finders {
+    end: memmem::Finder<'static>,
+    id: memmem::Finder<'static>,
+    t_us: memmem::Finder<'static>,
+    open: memmem::Finder<'static>,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn number_at(hay: &[u8], at: usize) -> Option<i64> {
+    let digits = hay.get(at..)?;
+    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
+}
+
+/// Latencies of the events read so far, both ways.
+#[derive(Default)]
+struct Samples {
+    arrival: Vec<i64>,
+    read: Vec<i64>,
+    first: std::collections::HashMap<i64, i64>,
+}
+
+impl Conn {
+    /// Takes the whole events in `bytes` (the partial one is kept for the next read).
+    fn take(&mut self, f: &Finders, bytes: &[u8], arrived_us: i64, read_us: i64, s: &mut Samples) {
+        let owned;
+        let hay: &[u8] = if self.partial.is_empty() {
+            bytes
+        } else {
+            self.partial.extend_from_slice(bytes);
+            owned = std::mem::take(&mut self.partial);
+            &owned
+        };
+        if !self.opened && f.open.find(hay).is_some() {
+            self.opened = true;
+        }
+        let mut at = 0;
+        while let Some(len) = f.end.find(&hay[at..]) {
+            let block = &hay[at..at + len];
+            at += len + 2;
+            let Some(id) = f.id.find(block).and_then(|p| number_at(block, p + 4)) else {
+                continue;
+            };
+            if id <= self.last_id {
+                self.duplicates += 1;
+                continue;
+            }
+            self.last_id = id;
+            self.received += 1;
+            if let Some(t) = f.t_us.find(block).and_then(|p| number_at(block, p + 7)) {
+                s.arrival.push(arrived_us - t);
+                let first = s.first.entry(id).or_insert(i64::MAX);
+                *first = (*first).min(arrived_us - t);
+                s.read.push(read_us - t);
+            }
+        }
+        self.partial.extend_from_slice(&hay[at..]);
+    }
+}
+
+/// Opens `n` streams to `addr` and reads them until each has `expected` events, or 10 minutes.
+pub fn run(addr: &str, token: &str, n: usize, expected: usize) -> anyhow::Result<ClientReport> {
+    let addr: SocketAddr = addr.parse()?;
+    let mut poll = Poll::new()?;
+    let request = format!(
+        "GET /api/logs/stream?guild_id={} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n",
+        super::GUILD
+    );
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut std_sock = std::net::TcpStream::connect(addr)?;
+        std_sock.write_all(request.as_bytes())?;
+        std_sock.set_nonblocking(true)?;
+        setsockopt(&std_sock, sockopt::ReceiveTimestampns, &true)?;
+        let mut sock = TcpStream::from_std(std_sock);
+        poll.registry()
+            .register(&mut sock, Token(i), Interest::READABLE)?;
+        conns.push(Conn {
+            sock,
+            partial: Vec::new(),
+            received: 0,
+            duplicates: 0,
+            last_id: 0,
+            opened: false,
+            closed: false,
+        });
+    }
+    let finders = Finders {
+        end: memmem::Finder::new(b"\n\n"),
+        id: memmem::Finder::new(b"id: "),
+        t_us: memmem::Finder::new(b"\"t_us\":"),
+        open: memmem::Finder::new(b": stream open"),
+    };
+    let mut samples = Samples {
+        arrival: Vec::with_capacity(n * expected),
+        read: Vec::with_capacity(n * expected),
+        first: std::collections::HashMap::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut finished = 0;
+    let mut events = Events::with_capacity(1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    while finished < n && Instant::now() < deadline {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(500))) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
+        for event in &events {
+            let conn = &mut conns[event.token().0];
+            if conn.closed {
+                continue;
+            }
+            loop {
+                let fd = conn.sock.as_raw_fd();
+                let mut iov = [IoSliceMut::new(&mut chunk)];
+                let (len, arrived) =
+                    match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty()) {
+                        Ok(msg) => {
+                            let arrived = msg.cmsgs().ok().and_then(|mut c| {
+                                c.find_map(|m| match m {
+                                    ControlMessageOwned::ScmTimestampns(ts) => {
+                                        Some(ts.tv_sec() * 1_000_000 + ts.tv_nsec() / 1_000)
+                                    }
+                                    _ => None,
+                                })
+                            });
+                            (msg.bytes, arrived)
+                        }
+                        Err(Errno::EAGAIN) => break,
+                        Err(Errno::EINTR) => continue,
+                        Err(_) => (0, None),
+                    };
+                if len == 0 {
+                    conn.closed = true;
+                    break;
+                }
+                let read = now_us();
+                let done_before = conn.received >= expected;
+                conn.take(
+                    &finders,
+                    &chunk[..len],
+                    arrived.unwrap_or(read),
+                    read,
+                    &mut samples,
+                );
+                if !done_before && conn.received >= expected {
+                    finished += 1;
+                }
+            }
+            if conn.closed && conn.received < expected {
+                finished += 1;
+            }
+        }
+    }
+    let mut report = ClientReport {
+        samples: samples.read.len(),
+        arrival_us: Percentiles::of(samples.arrival),
+        read_us: Percentiles::of(samples.read),
+        first_arrival_us: Percentiles::of(samples.first.into_values().collect()),
+        ..ClientReport::default()
+    };
+    for c in &conns {
+        report.held += usize::from(c.opened);
+        report.complete += usize::from(c.received == expected);
+        report.lost += expected.saturating_sub(c.received);
+        report.duplicates += c.duplicates;
+    }
+    Ok(report)
+}
