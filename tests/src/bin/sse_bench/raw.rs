@@ -49,7 +49,11 @@ fn frame(id: usize) -> Vec<u8> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<(ClientReport, usize)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+    // The server's backlog (std's 128 overflows while 10,000 connect).
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    socket.listen(pawtropolis_api::LISTEN_BACKLOG as i32)?;
+    let listener: TcpListener = socket.into();
     let addr = listener.local_addr()?.to_string();
     let streams = Arc::new(Mutex::new(Vec::with_capacity(args.clients)));
     let accepted = streams.clone();
