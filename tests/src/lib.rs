@@ -55,7 +55,8 @@ pub fn backends() -> Vec<Backend> {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn unique_name() -> String {
+/// A name no other test of any run uses (for a PostgreSQL schema).
+pub fn unique_name() -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     format!(
         "pwt_{}_{}_{n}",
@@ -196,7 +197,8 @@ pub fn free_port() -> u16 {
 
 /// Parses server settings as the binary would, from `args` (flags) on top of defaults.
 pub fn settings(database_url: &str, extra: &[&str]) -> Settings {
-    // Small pools: tests run in parallel and PostgreSQL allows 100 connections in all.
+    // Small pools (3, and the live feed's own 2): tests run in parallel and PostgreSQL allows
+    // 100 connections in all.
     let mut argv = vec![
         "pawtropolis-server",
         "--database-url",

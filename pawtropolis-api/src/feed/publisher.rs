@@ -97,36 +97,60 @@ pub struct ActionFeed {
     inner: Arc<Inner>,
 }
 
-/// How the feed opens its own connection to the caller's database.
+/// How the feed reaches the caller's database.
 enum Target {
+    /// A SQLite file, or a named shared-cache in-memory database (`sqlite::memory:`): the
+    /// feed opens a connection of its own.
     Sqlite(SqliteConnectOptions),
+    /// A PostgreSQL database: the feed opens connections of its own.
     Postgres(PgConnectOptions),
+    /// A private in-memory SQLite database, which no other connection can reach: the feed
+    /// uses the caller's pool (sqlx runs each SQLite connection on a thread of its own, so any
+    /// runtime can use it).
+    Shared(DatabaseConnection),
 }
 
 impl Target {
-    fn of(db: &DatabaseConnection) -> Result<Self, DbErr> {
+    async fn of(db: &DatabaseConnection) -> Result<Self, DbErr> {
         match db.get_database_backend() {
-            // The same options: a `sqlite::memory:` database is a named shared cache, so this
-            // reaches the same database.
-            DbBackend::Sqlite => Ok(Self::Sqlite(
-                db.get_sqlite_connection_pool()
+            DbBackend::Sqlite => {
+                let opts = db
+                    .get_sqlite_connection_pool()
                     .connect_options()
                     .as_ref()
-                    .clone(),
-            )),
-            DbBackend::Postgres => Ok(Self::Postgres(
-                db.get_postgres_connection_pool()
+                    .clone();
+                let file = opts.get_filename().to_string_lossy();
+                Ok(if file.is_empty() || file == ":memory:" {
+                    Self::Shared(db.clone())
+                } else {
+                    Self::Sqlite(opts)
+                })
+            }
+            DbBackend::Postgres => {
+                // A pool may set the schema after connecting (sea-orm's
+                // `set_schema_search_path`, an `after_connect` hook); the options alone would
+                // not, so the feed connects with the caller's current path.
+                let path = db::query_one(db, "SELECT current_setting('search_path') AS p", vec![])
+                    .await?
+                    .map(|r| r.try_get::<String>("", "p"))
+                    .transpose()?;
+                let mut opts = db
+                    .get_postgres_connection_pool()
                     .connect_options()
                     .as_ref()
-                    .clone(),
-            )),
+                    .clone();
+                if let Some(path) = path {
+                    opts = opts.options([("search_path", path)]);
+                }
+                Ok(Self::Postgres(opts))
+            }
             other => Err(DbErr::Custom(format!(
                 "the live feed supports SQLite and PostgreSQL, not {other:?}"
             ))),
         }
     }
 
-    /// A pool for the feed, opened on the feed's runtime (a PostgreSQL socket belongs to the
+    /// The feed's connection, opened on the feed's runtime (a PostgreSQL socket belongs to the
     /// runtime that opened it). Two connections on PostgreSQL: `LISTEN` takes one for itself.
     async fn open(self) -> Result<DatabaseConnection, DbErr> {
         let err = |e: sea_orm::sqlx::Error| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()));
@@ -145,22 +169,28 @@ impl Target {
                     .await
                     .map_err(err)?,
             ),
+            Self::Shared(db) => db,
         })
     }
+}
+
+/// The highest id in `action_log`.
+async fn max_id(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    Ok(db::query_one(
+        db,
+        "SELECT COALESCE(MAX(id), 0) AS m FROM action_log",
+        vec![],
+    )
+    .await?
+    .map(|r| r.try_get::<i64>("", "m"))
+    .transpose()?
+    .unwrap_or(0))
 }
 
 impl ActionFeed {
     /// Starts publishing rows written from now on.
     pub async fn start(db: DatabaseConnection, poll: Duration) -> Result<Self, DbErr> {
-        let start = db::query_one(
-            &db,
-            "SELECT COALESCE(MAX(id), 0) AS m FROM action_log",
-            vec![],
-        )
-        .await?
-        .map(|r| r.try_get::<i64>("", "m"))
-        .transpose()?
-        .unwrap_or(0);
+        let start = max_id(&db).await?;
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (stop, _) = watch::channel(false);
         let feed = Self {
@@ -171,7 +201,7 @@ impl ActionFeed {
                 stop,
             }),
         };
-        let target = Target::of(&db)?;
+        let target = Target::of(&db).await?;
         let (ready, started) = oneshot::channel();
         let worker = Worker {
             feed: Arc::downgrade(&feed.inner),
@@ -181,7 +211,7 @@ impl ActionFeed {
         };
         std::thread::Builder::new()
             .name("pawtropolis-feed".into())
-            .spawn(move || worker.run_thread(target, ready))
+            .spawn(move || worker.run_thread(target, start, ready))
             .map_err(|e| DbErr::Custom(format!("cannot start the live feed's thread: {e}")))?;
         started
             .await
@@ -326,7 +356,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn run_thread(self, target: Target, ready: oneshot::Sender<Result<(), DbErr>>) {
+    /// Opens the feed's connection and checks that it sees the caller's database (an
+    /// `action_log` with rows up to `start` at least), then publishes until the feed stops.
+    fn run_thread(self, target: Target, start: i64, ready: oneshot::Sender<Result<(), DbErr>>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -347,6 +379,21 @@ impl Worker {
                     return;
                 }
             };
+            match max_id(&db).await {
+                Ok(seen) if seen >= start => {}
+                Ok(seen) => {
+                    let _ = ready.send(Err(DbErr::Custom(format!(
+                        "the live feed's own connection reaches another database: its action_log ends at id {seen}, the caller's at {start}"
+                    ))));
+                    return;
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(DbErr::Custom(format!(
+                        "the live feed's own connection cannot read action_log: {e}"
+                    ))));
+                    return;
+                }
+            }
             match db.get_database_backend() {
                 DbBackend::Postgres => {
                     tokio::spawn(listen(
@@ -423,7 +470,9 @@ async fn listen(pool: sea_orm::sqlx::PgPool, wake: Arc<Notify>, mut stop: watch:
 mod tests {
     use super::*;
 
-    /// Threads of this process named for the feed (Linux shows 15 bytes of a name).
+    /// Threads of this process named for the feed (Linux shows 15 bytes of a name). Only one
+    /// test of this crate starts feeds, so the count is this test's own.
+    #[cfg(target_os = "linux")]
     fn feed_threads() -> usize {
         std::fs::read_dir("/proc/self/task")
             .map(|tasks| {
@@ -477,5 +526,38 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(feed_threads(), 0);
+
+        // A private in-memory database (one connection): no new connection reaches it, so the
+        // feed shares the caller's pool.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new())
+            .await
+            .unwrap();
+        let private = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+        migration::cli::run(
+            &private,
+            &migration::cli::MigrateCommand::Up { steps: None },
+        )
+        .await
+        .unwrap();
+        let feed = ActionFeed::start(private.clone(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut rx = feed.subscribe();
+        db::execute(
+            &private,
+            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ('7', '2', 'claim', 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        feed.wake();
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((event.id, event.guild_id.as_str()), (1, "7"));
+        drop(feed);
     }
 }

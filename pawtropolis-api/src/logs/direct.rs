@@ -44,6 +44,20 @@ const MAX_BATCH: usize = 64 * 1024;
 
 type Accepted = (Rewind, LocalAddr, RemoteAddr, http::uri::Scheme);
 
+fn listen_on(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and mio do on Unix, so that a restart can bind while old connections are in
+    // TIME_WAIT (on Windows it would let another process take a port in use).
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Connections the kernel may hold for the accept loop (capped by `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: u32 = 4096;
 
@@ -55,18 +69,10 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// streams opened one after the other, that was 25 seconds of such waits.
 pub async fn bind_tcp(addr: &str) -> std::io::Result<poem::listener::TcpAcceptor> {
     let mut last_error = None;
+    // Each address in turn, as std and tokio do: `localhost` may resolve to an IPv6 address
+    // first on a host without IPv6.
     for address in tokio::net::lookup_host(addr).await? {
-        let socket = if address.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        // As std and mio do: a restart can bind while old connections are in TIME_WAIT.
-        socket.set_reuseaddr(true)?;
-        match socket
-            .bind(address)
-            .and_then(|()| socket.listen(LISTEN_BACKLOG))
-        {
+        match listen_on(address) {
             Ok(listener) => return poem::listener::TcpAcceptor::from_tokio(listener),
             Err(e) => last_error = Some(e),
         }

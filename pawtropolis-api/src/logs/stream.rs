@@ -315,9 +315,10 @@ impl StreamApi {
                 covered = covered.max(after);
             }
             // One future for the whole stream, not one per event: its waiter stays registered
-            // instead of being added and removed under the channel's lock at every event.
+            // instead of being added and removed under the channel's lock at every event. It
+            // also ends a stream opened after the feed stopped.
             let stop = async move {
-                let _ = stopped.changed().await;
+                let _ = stopped.wait_for(|stopped| *stopped).await;
             };
             tokio::pin!(stop);
             let period = settings.sse_heartbeat;

@@ -6,7 +6,9 @@ use std::{collections::BTreeSet, time::Duration};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use pawtropolis_api::feed::NewAction;
-use pawtropolis_tests::{Backend, GUILD_A, GUILD_B, TestApp, backends, run_cli, sse::SseClient};
+use pawtropolis_tests::{
+    Backend, GUILD_A, GUILD_B, TestApp, backends, run_cli, sse::SseClient, unique_name,
+};
 
 const M: &str = "700000000000000001";
 const SECS: Duration = Duration::from_secs(5);
@@ -399,5 +401,61 @@ async fn concurrent_writers_every_id_exactly_once_in_order() {
         );
         assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected);
         app.finish().await;
+    }
+}
+
+/// The live feed reads with connections of its own. A host whose pool picks its schema after
+/// connecting (sea-orm's `set_schema_search_path`, an `after_connect` hook), rather than in the
+/// URL, still gets every event: the feed connects with the host's search path.
+#[tokio::test]
+async fn the_feed_follows_a_schema_chosen_after_connecting() {
+    use sea_orm::{ConnectionTrait as _, sqlx::Executor as _};
+    for backend in backends() {
+        let Backend::Postgres(base) = &backend else {
+            continue;
+        };
+        let schema = unique_name();
+        let admin = sea_orm::Database::connect(base.as_str()).await.unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+        // sqlx's executor wants the statement for as long as the connection: one small leak
+        // per test run.
+        let set: &'static str = Box::leak(format!("SET search_path TO {schema}").into_boxed_str());
+        let pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
+            .max_connections(3)
+            .after_connect(move |conn, _| {
+                Box::pin(async move { conn.execute(set).await.map(|_| ()) })
+            })
+            .connect(base)
+            .await
+            .unwrap();
+        let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+        migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+        let api = pawtropolis_api::PawtropolisApi::builder(db.clone())
+            .build()
+            .await
+            .unwrap();
+        let mut rx = api.feed().subscribe();
+        let id = api
+            .recorder()
+            .record(action(GUILD_A, "claim"))
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(SECS, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((event.id, event.guild_id.as_str()), (id, GUILD_A));
+        api.shutdown();
+        db.close().await.ok();
+        admin
+            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .ok();
+        admin.close().await.ok();
     }
 }
