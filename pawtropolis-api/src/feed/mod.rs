@@ -6,5 +6,5 @@ pub(crate) mod publisher;
 mod recorder;
 mod wal_watch;
 
-pub use publisher::{ActionFeed, FeedEvent};
+pub use publisher::{ActionFeed, FeedEvent, NOTIFY_CHANNEL};
 pub use recorder::{ActionRecorder, NewAction};

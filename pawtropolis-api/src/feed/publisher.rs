@@ -71,7 +71,9 @@ struct Gap {
 /// Events kept for slow subscribers; one that falls further behind re-reads the database.
 const CHANNEL_CAPACITY: usize = 4_096;
 
-/// Channel PostgreSQL writers notify after inserting into `action_log`.
+/// Channel PostgreSQL writers notify after inserting into `action_log` (`NOTIFY
+/// pawtropolis_action_log`): the recorder does, and so can any other writer, so that streams
+/// see its rows at once rather than at the next poll.
 pub const NOTIFY_CHANNEL: &str = "pawtropolis_action_log";
 
 struct Inner {

@@ -1,6 +1,6 @@
 //! Load test of the live stream (not a test): N concurrent stream clients in a child process,
-//! K events written at a fixed rate, either through the server's `ActionRecorder` or by a
-//! separate database connection (as another process writing the SQLite file would).
+//! K events written at a fixed rate, either through the server's `ActionRecorder` or by
+//! another process inserting into the same SQLite file (as the bot does).
 //!
 //! ```sh
 //! cargo build --release -p pawtropolis-tests --bin sse_bench
@@ -44,7 +44,8 @@ struct Args {
     /// Events per second.
     #[arg(long, default_value_t = 20)]
     rate: u64,
-    /// `recorder` (the host's ActionRecorder) or `database` (a separate connection).
+    /// `recorder` (the host's ActionRecorder) or `database` (rows inserted by another process,
+    /// which does not tell the server).
     #[arg(long, default_value = "recorder")]
     mode: String,
     /// How the server takes connections: `direct` (as `pawtropolis-server` does: streams
@@ -59,6 +60,14 @@ struct Args {
     /// Internal: run as the client process against this address.
     #[arg(long)]
     client_of: Option<String>,
+    /// Run on this PostgreSQL database (in a schema of its own, dropped at the end) instead of
+    /// a SQLite file. `--mode database` then stands for another server instance: its writer
+    /// sends `NOTIFY` after each row, as the recorder does.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Internal: run as the writer process of `--mode database`, on this database URL.
+    #[arg(long)]
+    write_to: Option<String>,
     /// Internal: token for the client process.
     #[arg(long)]
     token: Option<String>,
@@ -80,6 +89,34 @@ fn rss_kb() -> u64 {
                 .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0))
         })
         .unwrap_or(0)
+}
+
+fn period(args: &Args) -> Duration {
+    Duration::from_micros(1_000_000 / args.rate.max(1))
+}
+
+/// The writer process: inserts `events` rows into `action_log` at `rate` a second over a
+/// connection of its own, without telling the server.
+async fn write_rows(url: &str, args: &Args) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait as _;
+    let db = pawtropolis_api::db::connect(url, 1).await?;
+    let mut tick = tokio::time::interval(period(args));
+    for _ in 0..args.events {
+        tick.tick().await;
+        let now = now_us();
+        let meta = serde_json::json!({ "t_us": now }).to_string();
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO action_log (guild_id, actor_id, action, meta_json, created_at_s) VALUES ($1, $2, 'claim', $3, $4)",
+            vec![GUILD.into(), "700000000000000001".into(), meta.into(), (now / 1_000_000).into()],
+        ))
+        .await?;
+        if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            db.execute_unprepared(&format!("NOTIFY {}", pawtropolis_api::feed::NOTIFY_CHANNEL))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The client process for `args`, against `addr`.
@@ -110,6 +147,12 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
+    if let Some(url) = args.write_to.clone() {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(write_rows(&url, &args));
+    }
     let (report, memory) = if args.front == "raw" {
         (raw::run(&args)?.0, None)
     } else {
@@ -122,11 +165,16 @@ fn main() -> anyhow::Result<()> {
     };
     let ms = |us: i64| us as f64 / 1000.0;
     println!(
-        "front={} mode={} clients={} events={} rate={}/s held={} complete={} lost={} duplicates={} \
+        "db={} front={} mode={} clients={} events={} rate={}/s held={} complete={} lost={} duplicates={} \
          | arrival p50={:.1} ms p99={:.1} ms max={:.1} ms \
          | read p50={:.1} ms p99={:.1} ms max={:.1} ms \
          | first client per event p50={:.1} ms p99={:.1} ms \
          | server memory per idle stream={}",
+        if args.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
         args.front,
         if args.front == "raw" { "-" } else { &args.mode },
         args.clients,
@@ -153,7 +201,19 @@ fn main() -> anyhow::Result<()> {
 /// the server's resident memory per idle stream, in KB.
 async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f64)> {
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
+    let schema = format!("sse_bench_{}", std::process::id());
+    let url = match &args.postgres {
+        Some(base) => {
+            use sea_orm::ConnectionTrait as _;
+            let admin = sea_orm::Database::connect(base.as_str()).await?;
+            admin
+                .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                .await?;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        }
+        None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
+    };
     let db = pawtropolis_api::db::connect(&url, 8).await?;
     migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None }).await?;
     let (_, token) =
@@ -195,37 +255,45 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
         started.elapsed().as_secs_f64()
     );
 
-    let writer = pawtropolis_api::db::connect(&url, 1).await?;
-    let recorder = api.recorder();
-    let period = Duration::from_micros(1_000_000 / args.rate.max(1));
-    let mut tick = tokio::time::interval(period);
-    for _ in 0..args.events {
-        tick.tick().await;
-        let meta = serde_json::json!({ "t_us": now_us() });
-        if args.mode == "recorder" {
+    if args.mode == "recorder" {
+        let recorder = api.recorder();
+        let mut tick = tokio::time::interval(period(args));
+        for _ in 0..args.events {
+            tick.tick().await;
             recorder
                 .record(NewAction {
                     guild_id: GUILD.into(),
                     action: "claim".into(),
                     actor_id: "700000000000000001".into(),
-                    meta: Some(meta),
+                    meta: Some(serde_json::json!({ "t_us": now_us() })),
                     ..Default::default()
                 })
                 .await?;
-        } else {
-            use sea_orm::ConnectionTrait as _;
-            writer
-                .execute_raw(sea_orm::Statement::from_sql_and_values(
-                    writer.get_database_backend(),
-                    "INSERT INTO action_log (guild_id, actor_id, action, meta_json, created_at_s) VALUES ($1, $2, 'claim', $3, $4)",
-                    vec![GUILD.into(), "700000000000000001".into(), meta.to_string().into(), (now_us() / 1_000_000).into()],
-                ))
-                .await?;
         }
+    } else {
+        // Another process, as the bot writing the same SQLite file is.
+        let mut writer = std::process::Command::new(std::env::current_exe()?);
+        writer.args([
+            "--write-to",
+            &url,
+            "--events",
+            &args.events.to_string(),
+            "--rate",
+            &args.rate.to_string(),
+        ]);
+        let status = tokio::process::Command::from(writer).status().await?;
+        anyhow::ensure!(status.success(), "the writer process failed: {status}");
     }
     let out = child.wait_with_output().await?;
     let report: client::ClientReport = serde_json::from_slice(&out.stdout)?;
     api.shutdown();
+    if let Some(base) = &args.postgres {
+        use sea_orm::ConnectionTrait as _;
+        let admin = sea_orm::Database::connect(base.as_str()).await?;
+        admin
+            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await?;
+    }
     let per_stream_kb = (rss_idle.saturating_sub(rss_before)) as f64 / opened.max(1) as f64;
     Ok((report, per_stream_kb))
 }

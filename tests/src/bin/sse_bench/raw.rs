@@ -84,7 +84,7 @@ pub fn run(args: &Args) -> anyhow::Result<(ClientReport, usize)> {
     let socks = std::mem::take(&mut *streams.lock().unwrap_or_else(|p| p.into_inner()));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let share = socks.len().div_ceil(cores).max(1);
-    let period = Duration::from_micros(1_000_000 / args.rate.max(1));
+    let period = crate::period(args);
     let mut next = Instant::now();
     for id in 1..=args.events {
         next += period;
