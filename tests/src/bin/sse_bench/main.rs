@@ -7,6 +7,7 @@
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --mode recorder
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --mode database
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --front raw
+//! target/release/sse_bench --clients 10000 --events 200 --rate 20 --mode database --postgres postgres://postgres@127.0.0.1:5432/test
 //! ```
 //!
 //! Reports connections held, events expected vs received per client (loss and duplicates),
