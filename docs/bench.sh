@@ -67,3 +67,28 @@ wrk -t1 -c1 -d10s --latency -H "$AUTH" "$B/metrics/timeseries?guild_id=$GUILD&wi
 
 echo "== GET /api/metrics/latency 90d/1d, uncached, one connection"
 wrk -t1 -c1 -d10s --latency -H "$AUTH" "$B/metrics/latency?guild_id=$GUILD&window=90d&bucket=1d" | grep -E "50%|90%|99%|Requests/sec"
+
+# The live stream's load test runs without the server above (it starts the API itself).
+kill $SERVER 2>/dev/null || true
+cargo build --release -q -p pawtropolis-tests --bin sse_bench
+SSE="$CARGO_TARGET_DIR/release/sse_bench"
+# Each process holds a file descriptor per stream.
+STREAMS=10000
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((STREAMS + 500)) ]; then
+  STREAMS=$(( $(ulimit -n) - 500 ))
+  echo "== ulimit -n is $(ulimit -n): the stream runs use $STREAMS streams"
+fi
+for n in 1000 3000 5000 $STREAMS; do
+  echo "== live stream, $n streams, 20 events/s: raw floor, then the recorder"
+  "$SSE" --clients $n --events 200 --rate 20 --front raw 2>/dev/null | tail -1
+  "$SSE" --clients $n --events 200 --rate 20 --mode recorder 2>/dev/null | tail -1
+done
+echo "== live stream, $STREAMS streams: rows from another process; poem's server for everything"
+"$SSE" --clients $STREAMS --events 200 --rate 20 --mode database 2>/dev/null | tail -1
+"$SSE" --clients $STREAMS --events 200 --rate 20 --mode recorder --front hyper 2>/dev/null | tail -1
+if [ -n "${PAWTROPOLIS_TEST_POSTGRES_URL:-}" ]; then
+  echo "== live stream on PostgreSQL, $STREAMS streams"
+  for mode in recorder database; do
+    "$SSE" --clients $STREAMS --events 200 --rate 20 --mode $mode --postgres "$PAWTROPOLIS_TEST_POSTGRES_URL" 2>/dev/null | tail -1
+  done
+fi
