@@ -86,6 +86,10 @@ done
 echo "== live stream, $STREAMS streams: rows from another process; poem's server for everything"
 "$SSE" --clients $STREAMS --events 200 --rate 20 --mode database 2>/dev/null | tail -1
 "$SSE" --clients $STREAMS --events 200 --rate 20 --mode recorder --front hyper 2>/dev/null | tail -1
+echo "== live stream, $STREAMS streams over 10 and 100 guilds"
+for g in 10 100; do
+  "$SSE" --clients $STREAMS --events 200 --rate 20 --mode recorder --guilds $g 2>/dev/null | tail -1
+done
 if [ -n "${PAWTROPOLIS_TEST_POSTGRES_URL:-}" ]; then
   echo "== live stream on PostgreSQL, $STREAMS streams"
   for mode in recorder database; do

@@ -6,6 +6,8 @@ use std::{
     time::Duration,
 };
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use sea_orm::{
     DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector, SqlxSqliteConnector,
@@ -68,8 +70,11 @@ struct Gap {
     refreshed: bool,
 }
 
-/// Events kept for slow subscribers; one that falls further behind re-reads the database.
+/// Events kept for slow subscribers of every guild; one that falls further behind re-reads
+/// the database.
 const CHANNEL_CAPACITY: usize = 4_096;
+/// The same for the subscribers of one guild (a channel per guild that has any).
+const GUILD_CHANNEL_CAPACITY: usize = 1_024;
 
 /// Channel PostgreSQL writers notify after inserting into `action_log` (`NOTIFY
 /// pawtropolis_action_log`): the recorder does, and so can any other writer, so that streams
@@ -77,7 +82,11 @@ const CHANNEL_CAPACITY: usize = 4_096;
 pub const NOTIFY_CHANNEL: &str = "pawtropolis_action_log";
 
 struct Inner {
+    /// Every event.
     tx: broadcast::Sender<Arc<FeedEvent>>,
+    /// The events of one guild, for each guild with subscribers: an event wakes only the
+    /// streams of its guild, not every stream of the server.
+    guilds: std::sync::Mutex<HashMap<String, broadcast::Sender<Arc<FeedEvent>>>>,
     /// Every row with an id at or below this has been published (or given up as a hole).
     high_water: AtomicI64,
     /// Shared with the feed's thread, which holds the feed itself only weakly.
@@ -198,6 +207,7 @@ impl ActionFeed {
         let feed = Self {
             inner: Arc::new(Inner {
                 tx,
+                guilds: std::sync::Mutex::new(HashMap::new()),
                 high_water: AtomicI64::new(start),
                 wake: Arc::new(Notify::new()),
                 stop,
@@ -224,6 +234,44 @@ impl ActionFeed {
     /// A receiver of every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
         self.inner.tx.subscribe()
+    }
+
+    /// A receiver of the events of `guild` published from now on.
+    pub fn subscribe_guild(&self, guild: &str) -> broadcast::Receiver<Arc<FeedEvent>> {
+        let mut guilds = self.guilds();
+        match guilds.get(guild) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = broadcast::channel(GUILD_CHANNEL_CAPACITY);
+                guilds.insert(guild.to_owned(), tx);
+                rx
+            }
+        }
+    }
+
+    fn guilds(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<FeedEvent>>>> {
+        self.inner
+            .guilds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends `event` to every subscriber and to those of its guild.
+    fn send(&self, event: Arc<FeedEvent>) {
+        // Waking the streams takes a while: not under the lock that new streams take.
+        let guild = self.guilds().get(&event.guild_id).cloned();
+        if let Some(tx) = guild {
+            let _ = tx.send(event.clone());
+        }
+        let _ = self.inner.tx.send(event);
+    }
+
+    /// Forgets the channels of guilds nobody follows any more (a subscriber takes the lock
+    /// to subscribe, so none can be joining one as it goes).
+    fn drop_unfollowed_guilds(&self) {
+        self.guilds().retain(|_, tx| tx.receiver_count() > 0);
     }
 
     /// The highest id such that every row up to it has been published.
@@ -339,7 +387,7 @@ impl ActionFeed {
                 // The mark moves before the send: a subscriber that reads it after subscribing
                 // either finds the row in the database or receives it.
                 self.inner.high_water.store(item.id, Ordering::SeqCst);
-                let _ = self.inner.tx.send(event);
+                self.send(event);
             }
             if fetched < BATCH {
                 return Ok(());
@@ -428,9 +476,11 @@ impl Worker {
             let Some(inner) = self.feed.upgrade() else {
                 return;
             };
-            if let Err(e) = (ActionFeed { inner }).publish_new(db, &mut gap).await {
+            let feed = ActionFeed { inner };
+            if let Err(e) = feed.publish_new(db, &mut gap).await {
                 tracing::warn!(error = %e, "live feed could not read action_log");
             }
+            feed.drop_unfollowed_guilds();
         }
     }
 }
@@ -516,6 +566,40 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((event.id, event.guild_id.as_str()), (1, "1"));
+
+        // A guild's subscribers get its events only; the channel of a guild nobody follows
+        // any more is forgotten.
+        let mut one = feed.subscribe_guild("1");
+        let mut nine = feed.subscribe_guild("9");
+        for guild in ["9", "1"] {
+            db::execute(
+                &db,
+                "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, '2', 'claim', 0)",
+                vec![guild.into()],
+            )
+            .await
+            .unwrap();
+        }
+        feed.wake();
+        let five = Duration::from_secs(5);
+        let from_nine = tokio::time::timeout(five, nine.recv()).await.unwrap();
+        let from_one = tokio::time::timeout(five, one.recv()).await.unwrap();
+        assert_eq!((from_nine.unwrap().id, from_one.unwrap().id), (2, 3));
+        assert!(one.try_recv().is_err() && nine.try_recv().is_err());
+        // The channel of every guild has both.
+        assert_eq!(
+            (rx.recv().await.unwrap().id, rx.recv().await.unwrap().id),
+            (2, 3)
+        );
+        drop(nine);
+        feed.wake();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while feed.guilds().contains_key("9") && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!feed.guilds().contains_key("9"));
+        assert!(feed.guilds().contains_key("1"));
+        drop(one);
 
         // The host never calls stop(): dropping the last handle ends the feed and its thread.
         drop(feed);

@@ -289,7 +289,7 @@ impl StreamApi {
             let feed = state.feed.clone();
             // Subscribe first, then read the mark: every row is either at or below the mark
             // (in the database) or on the channel.
-            let mut rx = feed.subscribe();
+            let mut rx = feed.subscribe_guild(&guild);
             let mut stopped = feed.stopped();
             let mark = feed.high_water();
             let settings = &state.settings;

@@ -68,6 +68,8 @@ impl Percentiles {
 
 struct Conn {
     sock: TcpStream,
+    /// Events of its guild to come.
+    expected: usize,
     /// Bytes of an event not yet complete.
     partial: Vec<u8>,
     received: usize,
@@ -142,16 +144,24 @@ impl Conn {
     }
 }
 
-/// Opens `n` streams to `addr` and reads them until each has `expected` events, or 10 minutes.
-pub fn run(addr: &str, token: &str, n: usize, expected: usize) -> anyhow::Result<ClientReport> {
+/// Opens `n` streams to `addr`, stream `i` following guild `i % guilds`, and reads them until
+/// each has every event of its guild out of `events`, or 10 minutes.
+pub fn run(
+    addr: &str,
+    token: &str,
+    n: usize,
+    events: usize,
+    guilds: usize,
+) -> anyhow::Result<ClientReport> {
     let addr: SocketAddr = addr.parse()?;
     let mut poll = Poll::new()?;
-    let request = format!(
-        "GET /api/logs/stream?guild_id={} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n",
-        super::GUILD
-    );
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
+        let g = i % guilds;
+        let request = format!(
+            "GET /api/logs/stream?guild_id={} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n",
+            super::guild(g)
+        );
         let mut std_sock = std::net::TcpStream::connect(addr)?;
         std_sock.write_all(request.as_bytes())?;
         std_sock.set_nonblocking(true)?;
@@ -161,6 +171,7 @@ pub fn run(addr: &str, token: &str, n: usize, expected: usize) -> anyhow::Result
             .register(&mut sock, Token(i), Interest::READABLE)?;
         conns.push(Conn {
             sock,
+            expected: super::events_of(g, events, guilds),
             partial: Vec::new(),
             received: 0,
             duplicates: 0,
@@ -176,8 +187,8 @@ pub fn run(addr: &str, token: &str, n: usize, expected: usize) -> anyhow::Result
         open: memmem::Finder::new(b": stream open"),
     };
     let mut samples = Samples {
-        arrival: Vec::with_capacity(n * expected),
-        read: Vec::with_capacity(n * expected),
+        arrival: Vec::with_capacity(n * events / guilds),
+        read: Vec::with_capacity(n * events / guilds),
         first: std::collections::HashMap::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -222,7 +233,7 @@ pub fn run(addr: &str, token: &str, n: usize, expected: usize) -> anyhow::Result
                     break;
                 }
                 let read = now_us();
-                let done_before = conn.received >= expected;
+                let done_before = conn.received >= conn.expected;
                 conn.take(
                     &finders,
                     &chunk[..len],
@@ -230,11 +241,11 @@ pub fn run(addr: &str, token: &str, n: usize, expected: usize) -> anyhow::Result
                     read,
                     &mut samples,
                 );
-                if !done_before && conn.received >= expected {
+                if !done_before && conn.received >= conn.expected {
                     finished += 1;
                 }
             }
-            if conn.closed && conn.received < expected {
+            if conn.closed && conn.received < conn.expected {
                 finished += 1;
             }
         }
@@ -248,8 +259,8 @@ pub fn run(addr: &str, token: &str, n: usize, expected: usize) -> anyhow::Result
     };
     for c in &conns {
         report.held += usize::from(c.opened);
-        report.complete += usize::from(c.received == expected);
-        report.lost += expected.saturating_sub(c.received);
+        report.complete += usize::from(c.received == c.expected);
+        report.lost += c.expected.saturating_sub(c.received);
         report.duplicates += c.duplicates;
     }
     Ok(report)

@@ -32,7 +32,15 @@ use pawtropolis_api::{
 use poem::EndpointExt as _;
 use poem::listener::Acceptor;
 
-const GUILD: &str = "896070888594759740";
+/// Guild `g` of the benchmark.
+fn guild(g: usize) -> String {
+    (896_070_888_594_759_740_u64 + g as u64).to_string()
+}
+
+/// Events of guild `g` when `events` go round-robin to `guilds` guilds.
+fn events_of(g: usize, events: usize, guilds: usize) -> usize {
+    (events + guilds - 1 - g) / guilds
+}
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -55,6 +63,10 @@ struct Args {
     /// written to every socket by one thread per core; the floor this machine sets).
     #[arg(long, default_value = "direct")]
     front: String,
+    /// Guilds: stream `i` follows guild `i % guilds`, event `k` belongs to guild `k % guilds`
+    /// (not with `--front raw`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    guilds: u16,
     /// Worker threads of the server (default: one per core, as `pawtropolis-server`).
     #[arg(long)]
     server_threads: Option<usize>,
@@ -102,14 +114,14 @@ async fn write_rows(url: &str, args: &Args) -> anyhow::Result<()> {
     use sea_orm::ConnectionTrait as _;
     let db = pawtropolis_api::db::connect(url, 1).await?;
     let mut tick = tokio::time::interval(period(args));
-    for _ in 0..args.events {
+    for k in 0..args.events {
         tick.tick().await;
         let now = now_us();
         let meta = serde_json::json!({ "t_us": now }).to_string();
         db.execute_raw(sea_orm::Statement::from_sql_and_values(
             db.get_database_backend(),
             "INSERT INTO action_log (guild_id, actor_id, action, meta_json, created_at_s) VALUES ($1, $2, 'claim', $3, $4)",
-            vec![GUILD.into(), "700000000000000001".into(), meta.into(), (now / 1_000_000).into()],
+            vec![guild(k % usize::from(args.guilds)).into(), "700000000000000001".into(), meta.into(), (now / 1_000_000).into()],
         ))
         .await?;
         if db.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -132,6 +144,8 @@ fn client_process(addr: &str, token: &str, args: &Args) -> std::process::Command
         &args.clients.to_string(),
         "--events",
         &args.events.to_string(),
+        "--guilds",
+        &args.guilds.to_string(),
     ]);
     command
 }
@@ -144,6 +158,7 @@ fn main() -> anyhow::Result<()> {
             args.token.as_deref().unwrap_or_default(),
             args.clients,
             args.events,
+            usize::from(args.guilds),
         )?;
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
@@ -154,6 +169,10 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(write_rows(&url, &args));
     }
+    anyhow::ensure!(
+        args.front != "raw" || args.guilds == 1,
+        "--front raw sends every event to every stream: one guild only"
+    );
     let (report, memory) = if args.front == "raw" {
         (raw::run(&args)?.0, None)
     } else {
@@ -166,7 +185,7 @@ fn main() -> anyhow::Result<()> {
     };
     let ms = |us: i64| us as f64 / 1000.0;
     println!(
-        "db={} front={} mode={} clients={} events={} rate={}/s held={} complete={} lost={} duplicates={} \
+        "db={} front={} mode={} guilds={} clients={} events={} rate={}/s held={} complete={} lost={} duplicates={} \
          | arrival p50={:.1} ms p99={:.1} ms max={:.1} ms \
          | read p50={:.1} ms p99={:.1} ms max={:.1} ms \
          | first client per event p50={:.1} ms p99={:.1} ms \
@@ -178,6 +197,7 @@ fn main() -> anyhow::Result<()> {
         },
         args.front,
         if args.front == "raw" { "-" } else { &args.mode },
+        args.guilds,
         args.clients,
         args.events,
         args.rate,
@@ -216,9 +236,9 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
         None => format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
     };
     let db = pawtropolis_api::db::connect(&url, 8).await?;
+    let all_guilds: Vec<String> = (0..usize::from(args.guilds)).map(guild).collect();
     migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None }).await?;
-    let (_, token) =
-        pawtropolis_api::auth::tokens::create(&db, "bench", &[GUILD.to_owned()], 0).await?;
+    let (_, token) = pawtropolis_api::auth::tokens::create(&db, "bench", &all_guilds, 0).await?;
     let settings = ApiSettings {
         sse_max_streams: args.clients + 10,
         sse_max_streams_per_principal: args.clients + 10,
@@ -259,11 +279,11 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
     if args.mode == "recorder" {
         let recorder = api.recorder();
         let mut tick = tokio::time::interval(period(args));
-        for _ in 0..args.events {
+        for k in 0..args.events {
             tick.tick().await;
             recorder
                 .record(NewAction {
-                    guild_id: GUILD.into(),
+                    guild_id: guild(k % usize::from(args.guilds)),
                     action: "claim".into(),
                     actor_id: "700000000000000001".into(),
                     meta: Some(serde_json::json!({ "t_us": now_us() })),
