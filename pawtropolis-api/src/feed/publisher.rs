@@ -70,11 +70,14 @@ struct Gap {
     refreshed: bool,
 }
 
-/// Events kept for slow subscribers of every guild; one that falls further behind re-reads
-/// the database.
+/// Events kept for slow subscribers of every guild ([`ActionFeed::subscribe`]); one that falls
+/// further behind re-reads the database.
 const CHANNEL_CAPACITY: usize = 4_096;
-/// The same for the subscribers of one guild (a channel per guild that has any).
-const GUILD_CHANNEL_CAPACITY: usize = 1_024;
+/// The same for the subscribers of one guild. tokio allocates a channel's slots up front
+/// (about 32 bytes each): 4 KB per followed guild keeps even one stream per guild under 10 KB
+/// in all. A stream of a guild that wrote more than this in one burst catches up from the
+/// database.
+const GUILD_CHANNEL_CAPACITY: usize = 128;
 
 /// Channel PostgreSQL writers notify after inserting into `action_log` (`NOTIFY
 /// pawtropolis_action_log`): the recorder does, and so can any other writer, so that streams
@@ -84,8 +87,9 @@ pub const NOTIFY_CHANNEL: &str = "pawtropolis_action_log";
 struct Inner {
     /// Every event.
     tx: broadcast::Sender<Arc<FeedEvent>>,
-    /// The events of one guild, for each guild with subscribers: an event wakes only the
-    /// streams of its guild, not every stream of the server.
+    /// The events of one guild, for each followed guild (a channel whose last subscriber left
+    /// goes at the next publishing pass): an event wakes only the streams of its guild, not
+    /// every stream of the server.
     guilds: std::sync::Mutex<HashMap<String, broadcast::Sender<Arc<FeedEvent>>>>,
     /// Every row with an id at or below this has been published (or given up as a hole).
     high_water: AtomicI64,
@@ -95,14 +99,16 @@ struct Inner {
     stop: watch::Sender<bool>,
 }
 
-/// Publishes new `action_log` rows in id order on a broadcast channel: woken by a short poll,
-/// at once by [`super::ActionRecorder`], and by PostgreSQL `NOTIFY`.
+/// Publishes new `action_log` rows in id order on broadcast channels, one for every guild and
+/// one per followed guild: woken by a short poll, at once by [`super::ActionRecorder`], and by
+/// PostgreSQL `NOTIFY`.
 ///
 /// The publisher runs on a thread of its own (`pawtropolis-feed`, with a one-thread runtime
-/// and its own database connection), not on the host's runtime. With 10,000 streams open, an
-/// event wakes 10,000 tasks there; a publisher queued behind them would wait a whole round of
-/// them at every step (woken, then its query answered), so each event would reach browsers
-/// a round or two late. On its own thread it reads and sends the next event at once.
+/// and its own database connection), not on the host's runtime. With 10,000 streams of a
+/// guild open, an event wakes 10,000 tasks there; a publisher queued behind them would wait a
+/// whole round of them at every step (woken, then its query answered), so each event would
+/// reach browsers a round or two late. On its own thread it reads and sends the next event
+/// at once.
 #[derive(Clone)]
 pub struct ActionFeed {
     inner: Arc<Inner>,
@@ -239,14 +245,16 @@ impl ActionFeed {
     /// A receiver of the events of `guild` published from now on.
     pub fn subscribe_guild(&self, guild: &str) -> broadcast::Receiver<Arc<FeedEvent>> {
         let mut guilds = self.guilds();
-        match guilds.get(guild) {
-            Some(tx) => tx.subscribe(),
-            None => {
-                let (tx, rx) = broadcast::channel(GUILD_CHANNEL_CAPACITY);
-                guilds.insert(guild.to_owned(), tx);
-                rx
-            }
+        if let Some(tx) = guilds.get(guild) {
+            return tx.subscribe();
         }
+        let (tx, rx) = broadcast::channel(GUILD_CHANNEL_CAPACITY);
+        // A stopped feed sends nothing more and no longer forgets unfollowed guilds: its
+        // channel would only pile up.
+        if !*self.inner.stop.borrow() {
+            guilds.insert(guild.to_owned(), tx);
+        }
+        rx
     }
 
     fn guilds(
@@ -581,16 +589,20 @@ mod tests {
             .unwrap();
         }
         feed.wake();
-        let five = Duration::from_secs(5);
-        let from_nine = tokio::time::timeout(five, nine.recv()).await.unwrap();
-        let from_one = tokio::time::timeout(five, one.recv()).await.unwrap();
-        assert_eq!((from_nine.unwrap().id, from_one.unwrap().id), (2, 3));
-        assert!(one.try_recv().is_err() && nine.try_recv().is_err());
+        let next = async |rx: &mut broadcast::Receiver<Arc<FeedEvent>>| {
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+        };
+        assert_eq!((next(&mut nine).await, next(&mut one).await), (2, 3));
+        let empty = |rx: &mut broadcast::Receiver<Arc<FeedEvent>>| {
+            matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty))
+        };
+        assert!(empty(&mut one) && empty(&mut nine));
         // The channel of every guild has both.
-        assert_eq!(
-            (rx.recv().await.unwrap().id, rx.recv().await.unwrap().id),
-            (2, 3)
-        );
+        assert_eq!((next(&mut rx).await, next(&mut rx).await), (2, 3));
         drop(nine);
         feed.wake();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -599,7 +611,20 @@ mod tests {
         }
         assert!(!feed.guilds().contains_key("9"));
         assert!(feed.guilds().contains_key("1"));
-        drop(one);
+        // Following the guild again opens a new channel, which works as the first did.
+        let mut nine = feed.subscribe_guild("9");
+        db::execute(
+            &db,
+            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ('9', '2', 'claim', 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        feed.wake();
+        assert_eq!(next(&mut nine).await, 4);
+        assert!(empty(&mut one));
+        assert_eq!(next(&mut rx).await, 4);
+        drop((one, nine));
 
         // The host never calls stop(): dropping the last handle ends the feed and its thread.
         drop(feed);
