@@ -459,3 +459,83 @@ async fn the_feed_follows_a_schema_chosen_after_connecting() {
         admin.close().await.ok();
     }
 }
+
+/// A stream whose client stops reading falls behind the channel (a guild's holds 128 events):
+/// with 20,000 rows (6 MB) published in one pass, more than any socket buffer takes, its writes
+/// stall, it misses events on the channel and catches up from the database instead of holding
+/// them. Every row arrives once, in order.
+#[tokio::test]
+async fn a_stream_that_falls_behind_catches_up_from_the_database() {
+    const ROWS: i64 = 20_000;
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            &backend,
+            &["--sse-poll-ms", "60000", "--sse-replay-max", "50000"],
+        )
+        .await;
+        let token = app.token(&[GUILD_A]).await;
+        let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        // A small receive window: the server's writes stall soon after the client stops.
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut sock = socket.connect(addr).await.unwrap();
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n",
+            path("")
+        );
+        sock.write_all(request.as_bytes()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + SECS;
+        while app.api.open_streams() < 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(app.api.open_streams(), 1);
+        let before: i64 = app
+            .tdb
+            .rows("SELECT COALESCE(MAX(id), 0) AS m FROM action_log", vec![])
+            .await[0]
+            .try_get("", "m")
+            .unwrap();
+        app.tdb
+            .exec(
+                &format!(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
+                     INSERT INTO action_log (guild_id, actor_id, action, created_at_s) \
+                     SELECT '{GUILD_A}', '{M}', 'claim', 1700000000 FROM n"
+                ),
+                vec![],
+            )
+            .await;
+        app.api.feed().wake();
+        // Not reading for a while: the feed publishes everything meanwhile.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let mut ids = Vec::with_capacity(ROWS as usize);
+        let mut text = String::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while ids.len() < ROWS as usize {
+            let n = tokio::time::timeout_at(deadline, sock.read(&mut buf))
+                .await
+                .expect("every row within a minute")
+                .unwrap();
+            assert!(n > 0, "the stream ended after {} rows", ids.len());
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                assert!(
+                    !block.contains("event: resync"),
+                    "a resync instead of a catch-up"
+                );
+                ids.extend(
+                    block
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("id: "))
+                        .map(|v| v.parse::<i64>().unwrap()),
+                );
+            }
+        }
+        assert_eq!(ids, ((before + 1)..=(before + ROWS)).collect::<Vec<_>>());
+        drop(sock);
+        app.finish().await;
+    }
+}
