@@ -67,6 +67,27 @@ pub(crate) async fn execute(
     Ok(db.execute_raw(stmt(db, sql, values)).await?.rows_affected())
 }
 
+/// The first column of the first row of `sql`, if there is a row.
+pub(crate) async fn query_scalar<T: sea_orm::TryGetable>(
+    db: &impl ConnectionTrait,
+    sql: impl Into<String>,
+    values: Vec<Value>,
+) -> Result<Option<T>, DbErr> {
+    query_one(db, sql, values)
+        .await?
+        .map(|row| row.try_get_by_index(0))
+        .transpose()
+}
+
+/// The highest id in `action_log` (0 when it is empty).
+pub(crate) async fn max_action_id(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    Ok(
+        query_scalar(db, "SELECT COALESCE(MAX(id), 0) FROM action_log", vec![])
+            .await?
+            .unwrap_or(0),
+    )
+}
+
 /// Keeps SQLite's query planner informed. Without statistics it guesses that an equality on
 /// `guild_id` is as selective as one on `app_id`, and picks the guild index where the
 /// application index is a hundred times faster. Analyzes `action_log` when it never was, and
@@ -75,14 +96,12 @@ pub async fn refresh_planner_statistics(db: &DatabaseConnection) -> Result<(), D
     if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
         return Ok(());
     }
-    let analyzed = query_one(
+    let analyzed = query_scalar::<i64>(
         db,
-        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'",
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'",
         vec![],
     )
     .await?
-    .map(|r| r.try_get::<i64>("", "n"))
-    .transpose()?
     .unwrap_or(0)
         > 0;
     let sql = if analyzed {

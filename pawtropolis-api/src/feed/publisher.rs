@@ -147,10 +147,8 @@ impl Target {
                 // A pool may set the schema after connecting (sea-orm's
                 // `set_schema_search_path`, an `after_connect` hook); the options alone would
                 // not, so the feed connects with the caller's current path.
-                let path = db::query_one(db, "SELECT current_setting('search_path') AS p", vec![])
-                    .await?
-                    .map(|r| r.try_get::<String>("", "p"))
-                    .transpose()?;
+                let path: Option<String> =
+                    db::query_scalar(db, "SELECT current_setting('search_path')", vec![]).await?;
                 let mut opts = db
                     .get_postgres_connection_pool()
                     .connect_options()
@@ -191,23 +189,10 @@ impl Target {
     }
 }
 
-/// The highest id in `action_log`.
-async fn max_id(db: &DatabaseConnection) -> Result<i64, DbErr> {
-    Ok(db::query_one(
-        db,
-        "SELECT COALESCE(MAX(id), 0) AS m FROM action_log",
-        vec![],
-    )
-    .await?
-    .map(|r| r.try_get::<i64>("", "m"))
-    .transpose()?
-    .unwrap_or(0))
-}
-
 impl ActionFeed {
     /// Starts publishing rows written from now on.
     pub async fn start(db: DatabaseConnection, poll: Duration) -> Result<Self, DbErr> {
-        let start = max_id(&db).await?;
+        let start = db::max_action_id(&db).await?;
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (stop, _) = watch::channel(false);
         let feed = Self {
@@ -306,27 +291,23 @@ impl ActionFeed {
     /// row still missing was rolled back (PostgreSQL transaction ids: the current snapshot's
     /// xmin has passed the xmax recorded then).
     async fn hole_settled(db: &DatabaseConnection, gap: &Gap) -> Result<bool, DbErr> {
-        let xmin = db::query_one(
+        let xmin = db::query_scalar::<i64>(
             db,
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS x",
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
             vec![],
         )
         .await?
-        .map(|r| r.try_get::<i64>("", "x"))
-        .transpose()?
         .unwrap_or(0);
         Ok(xmin >= gap.xmax)
     }
 
     async fn current_xmax(db: &DatabaseConnection) -> Result<i64, DbErr> {
-        Ok(db::query_one(
+        Ok(db::query_scalar(
             db,
-            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS x",
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
             vec![],
         )
         .await?
-        .map(|r| r.try_get::<i64>("", "x"))
-        .transpose()?
         .unwrap_or(i64::MAX))
     }
 
@@ -437,7 +418,7 @@ impl Worker {
                     return;
                 }
             };
-            match max_id(&db).await {
+            match db::max_action_id(&db).await {
                 Ok(seen) if seen >= start => {}
                 Ok(seen) => {
                     let _ = ready.send(Err(DbErr::Custom(format!(
@@ -547,83 +528,86 @@ mod tests {
             .unwrap_or(0)
     }
 
+    type Rx = broadcast::Receiver<Arc<FeedEvent>>;
+
+    /// Inserts a row of `guild` as another writer would (without telling the feed).
+    async fn insert(db: &DatabaseConnection, guild: &str) {
+        db::execute(
+            db,
+            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, '2', 'claim', 0)",
+            vec![guild.into()],
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn migrated(db: DatabaseConnection) -> DatabaseConnection {
+        migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+        db
+    }
+
+    /// The next event on `rx` within 5 s: its id and guild.
+    async fn next(rx: &mut Rx) -> (i64, String) {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        (event.id, event.guild_id.clone())
+    }
+
+    fn empty(rx: &mut Rx) -> bool {
+        matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty))
+    }
+
+    /// Waits up to 5 s for `done`.
+    async fn eventually(done: impl Fn() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        done()
+    }
+
     #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_feed_thread_publishes_and_ends_with_the_last_handle() {
         // In memory: the feed's own connection must reach the same (shared-cache) database.
-        let db = db::connect("sqlite::memory:", 2).await.unwrap();
-        migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
-            .await
-            .unwrap();
+        let db = migrated(db::connect("sqlite::memory:", 2).await.unwrap()).await;
         // A poll of a minute: only the wake can publish within the test.
         let feed = ActionFeed::start(db.clone(), Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(feed_threads(), 1);
         let mut rx = feed.subscribe();
-        db::execute(
-            &db,
-            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ('1', '2', 'claim', 0)",
-            vec![],
-        )
-        .await
-        .unwrap();
+        insert(&db, "1").await;
         feed.wake();
-        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((event.id, event.guild_id.as_str()), (1, "1"));
+        assert_eq!(next(&mut rx).await, (1, "1".into()));
 
         // A guild's subscribers get its events only; the channel of a guild nobody follows
         // any more is forgotten.
         let mut one = feed.subscribe_guild("1");
         let mut nine = feed.subscribe_guild("9");
-        for guild in ["9", "1"] {
-            db::execute(
-                &db,
-                "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, '2', 'claim', 0)",
-                vec![guild.into()],
-            )
-            .await
-            .unwrap();
-        }
+        insert(&db, "9").await;
+        insert(&db, "1").await;
         feed.wake();
-        let next = async |rx: &mut broadcast::Receiver<Arc<FeedEvent>>| {
-            tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .unwrap()
-                .unwrap()
-                .id
-        };
-        assert_eq!((next(&mut nine).await, next(&mut one).await), (2, 3));
-        let empty = |rx: &mut broadcast::Receiver<Arc<FeedEvent>>| {
-            matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Empty))
-        };
+        assert_eq!(next(&mut nine).await, (2, "9".into()));
+        assert_eq!(next(&mut one).await, (3, "1".into()));
         assert!(empty(&mut one) && empty(&mut nine));
         // The channel of every guild has both.
-        assert_eq!((next(&mut rx).await, next(&mut rx).await), (2, 3));
+        assert_eq!((next(&mut rx).await.0, next(&mut rx).await.0), (2, 3));
         drop(nine);
         feed.wake();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while feed.guilds().contains_key("9") && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(!feed.guilds().contains_key("9"));
+        assert!(eventually(|| !feed.guilds().contains_key("9")).await);
         assert!(feed.guilds().contains_key("1"));
         // Following the guild again opens a new channel, which works as the first did.
         let mut nine = feed.subscribe_guild("9");
-        db::execute(
-            &db,
-            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ('9', '2', 'claim', 0)",
-            vec![],
-        )
-        .await
-        .unwrap();
+        insert(&db, "9").await;
         feed.wake();
-        assert_eq!(next(&mut nine).await, 4);
+        assert_eq!(next(&mut nine).await, (4, "9".into()));
         assert!(empty(&mut one));
-        assert_eq!(next(&mut rx).await, 4);
+        assert_eq!(next(&mut rx).await.0, 4);
         drop((one, nine));
 
         // The host never calls stop(): dropping the last handle ends the feed and its thread.
@@ -632,11 +616,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(closed, Err(broadcast::error::RecvError::Closed)));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while feed_threads() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(feed_threads(), 0);
+        assert!(eventually(|| feed_threads() == 0).await);
 
         // A private in-memory database (one connection): no new connection reaches it, so the
         // feed shares the caller's pool.
@@ -645,30 +625,13 @@ mod tests {
             .connect_with(SqliteConnectOptions::new())
             .await
             .unwrap();
-        let private = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
-        migration::cli::run(
-            &private,
-            &migration::cli::MigrateCommand::Up { steps: None },
-        )
-        .await
-        .unwrap();
+        let private = migrated(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)).await;
         let feed = ActionFeed::start(private.clone(), Duration::from_secs(60))
             .await
             .unwrap();
         let mut rx = feed.subscribe();
-        db::execute(
-            &private,
-            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ('7', '2', 'claim', 0)",
-            vec![],
-        )
-        .await
-        .unwrap();
+        insert(&private, "7").await;
         feed.wake();
-        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((event.id, event.guild_id.as_str()), (1, "7"));
-        drop(feed);
+        assert_eq!(next(&mut rx).await, (1, "7".into()));
     }
 }

@@ -120,23 +120,13 @@ impl Derived {
         let _guard = self.lock.lock().await;
         let mut collisions = 0;
         loop {
-            let max_id: i64 = db::query_one(
-                db,
-                "SELECT COALESCE(MAX(id), 0) AS m FROM action_log",
-                vec![],
-            )
-            .await?
-            .map(|r| r.try_get("", "m"))
-            .transpose()?
-            .unwrap_or(0);
-            let mark: i64 = db::query_one(
+            let max_id = db::max_action_id(db).await?;
+            let mark: i64 = db::query_scalar(
                 db,
                 "SELECT last_action_id FROM metrics_state WHERE id = 1",
                 vec![],
             )
             .await?
-            .map(|r| r.try_get("", "last_action_id"))
-            .transpose()?
             .unwrap_or(0);
             if max_id <= mark {
                 return Ok(());

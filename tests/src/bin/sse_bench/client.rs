@@ -16,7 +16,7 @@ use std::{
     io::{IoSliceMut, Write as _},
     net::SocketAddr,
     os::fd::AsRawFd as _,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use memchr::memmem;
@@ -84,12 +84,6 @@ struct Finders {
     id: memmem::Finder<'static>,
     t_us: memmem::Finder<'static>,
     open: memmem::Finder<'static>,
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 fn number_at(hay: &[u8], at: usize) -> Option<i64> {
@@ -233,7 +227,7 @@ pub fn run(
                     conn.closed = true;
                     break;
                 }
-                let read = now_us();
+                let read = super::now_us();
                 let done_before = conn.received >= conn.expected;
                 conn.take(
                     &finders,

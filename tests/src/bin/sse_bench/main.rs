@@ -174,7 +174,7 @@ fn main() -> anyhow::Result<()> {
         "--front raw sends every event to every stream: one guild only"
     );
     let (report, memory) = if args.front == "raw" {
-        (raw::run(&args)?.0, None)
+        (raw::run(&args)?, None)
     } else {
         let mut rt = tokio::runtime::Builder::new_multi_thread();
         if let Some(n) = args.server_threads {
