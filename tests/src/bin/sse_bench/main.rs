@@ -93,6 +93,21 @@ fn now_us() -> i64 {
         .as_micros() as i64
 }
 
+/// CPU time (user and system, all threads) this process has used, in microseconds.
+fn cpu_us() -> i64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else {
+        return 0;
+    };
+    let us = |t: nix::sys::time::TimeVal| t.tv_sec() * 1_000_000 + t.tv_usec();
+    us(usage.user_time()) + us(usage.system_time())
+}
+
+/// CPU microseconds per event delivered to one stream.
+fn per_delivery(cpu_us: i64, report: &client::ClientReport) -> f64 {
+    cpu_us as f64 / report.samples.max(1) as f64
+}
+
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -173,15 +188,16 @@ fn main() -> anyhow::Result<()> {
         args.front != "raw" || args.guilds == 1,
         "--front raw sends every event to every stream: one guild only"
     );
-    let (report, memory) = if args.front == "raw" {
-        (raw::run(&args)?, None)
+    let (report, memory, server_cpu) = if args.front == "raw" {
+        let (report, cpu) = raw::run(&args)?;
+        (report, None, cpu)
     } else {
         let mut rt = tokio::runtime::Builder::new_multi_thread();
         if let Some(n) = args.server_threads {
             rt.worker_threads(n);
         }
-        let (report, kb) = rt.enable_all().build()?.block_on(serve_and_write(&args))?;
-        (report, Some(kb))
+        let (report, kb, cpu) = rt.enable_all().build()?.block_on(serve_and_write(&args))?;
+        (report, Some(kb), cpu)
     };
     let ms = |us: i64| us as f64 / 1000.0;
     println!(
@@ -189,7 +205,8 @@ fn main() -> anyhow::Result<()> {
          | arrival p50={:.1} ms p99={:.1} ms max={:.1} ms \
          | read p50={:.1} ms p99={:.1} ms max={:.1} ms \
          | first client per event p50={:.1} ms p99={:.1} ms \
-         | server memory per idle stream={}",
+         | server memory per idle stream={} \
+         | CPU per event and stream: server {:.2} us, client {:.2} us",
         if args.postgres.is_some() {
             "postgres"
         } else {
@@ -214,13 +231,16 @@ fn main() -> anyhow::Result<()> {
         ms(report.first_arrival_us.p50),
         ms(report.first_arrival_us.p99),
         memory.map_or_else(|| "-".to_owned(), |kb| format!("{kb:.2} KB")),
+        per_delivery(server_cpu, &report),
+        per_delivery(report.cpu_us, &report),
     );
     Ok(())
 }
 
-/// Serves the API, opens the streams and writes the events; returns the clients' report and
-/// the server's resident memory per idle stream, in KB.
-async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f64)> {
+/// Serves the API, opens the streams and writes the events; returns the clients' report, the
+/// server's resident memory per idle stream, in KB, and the CPU time the server used from the
+/// first event until the clients had them all, in microseconds.
+async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f64, i64)> {
     let dir = tempfile::tempdir()?;
     let schema = format!("sse_bench_{}", std::process::id());
     let url = match &args.postgres {
@@ -276,6 +296,7 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
         started.elapsed().as_secs_f64()
     );
 
+    let cpu_before = cpu_us();
     if args.mode == "recorder" {
         let recorder = api.recorder();
         let mut tick = tokio::time::interval(period(args));
@@ -306,6 +327,7 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
         anyhow::ensure!(status.success(), "the writer process failed: {status}");
     }
     let out = child.wait_with_output().await?;
+    let cpu = cpu_us() - cpu_before;
     let report: client::ClientReport = serde_json::from_slice(&out.stdout)?;
     api.shutdown();
     if let Some(base) = &args.postgres {
@@ -316,5 +338,5 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
             .await?;
     }
     let per_stream_kb = (rss_idle.saturating_sub(rss_before)) as f64 / opened.max(1) as f64;
-    Ok((report, per_stream_kb))
+    Ok((report, per_stream_kb, cpu))
 }

@@ -48,7 +48,8 @@ fn frame(id: usize) -> Vec<u8> {
     f.into_bytes()
 }
 
-pub fn run(args: &Args) -> anyhow::Result<ClientReport> {
+/// The clients' report and the CPU time the writers used, in microseconds.
+pub fn run(args: &Args) -> anyhow::Result<(ClientReport, i64)> {
     // The server's backlog (std's 128 overflows while 10,000 connect).
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
@@ -85,6 +86,7 @@ pub fn run(args: &Args) -> anyhow::Result<ClientReport> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let share = socks.len().div_ceil(cores).max(1);
     let period = crate::period(args);
+    let cpu_before = crate::cpu_us();
     let mut next = Instant::now();
     for id in 1..=args.events {
         next += period;
@@ -102,5 +104,6 @@ pub fn run(args: &Args) -> anyhow::Result<ClientReport> {
         });
     }
     let out = child.wait_with_output()?;
-    Ok(serde_json::from_slice(&out.stdout)?)
+    let cpu = crate::cpu_us() - cpu_before;
+    Ok((serde_json::from_slice(&out.stdout)?, cpu))
 }
