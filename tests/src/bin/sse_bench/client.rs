@@ -40,6 +40,8 @@ pub struct ClientReport {
     pub first_arrival_us: Percentiles,
     /// CPU time this process used from the first event to the last, in microseconds.
     pub cpu_us: i64,
+    /// Streams closed and opened again with `Last-Event-ID` (`--reconnect-every-ms`).
+    pub reconnects: usize,
 }
 
 /// p50, p99 and max of a set of latencies, in microseconds.
@@ -140,29 +142,57 @@ impl Conn {
     }
 }
 
+/// Opens a stream of guild `g`, resuming after `last_id` when it is not 0 (as EventSource
+/// does, with `Last-Event-ID`).
+fn open(addr: SocketAddr, token: &str, g: usize, last_id: i64) -> std::io::Result<TcpStream> {
+    let resume = if last_id > 0 {
+        format!("Last-Event-ID: {last_id}\r\n")
+    } else {
+        String::new()
+    };
+    let request = format!(
+        "GET /api/logs/stream?guild_id={} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n{resume}\r\n",
+        super::guild(g)
+    );
+    let mut std_sock = std::net::TcpStream::connect(addr)?;
+    std_sock.write_all(request.as_bytes())?;
+    std_sock.set_nonblocking(true)?;
+    setsockopt(&std_sock, sockopt::ReceiveTimestampns, &true)?;
+    Ok(TcpStream::from_std(std_sock))
+}
+
+/// What the client process is asked to do.
+pub struct Plan<'a> {
+    pub addr: &'a str,
+    pub token: &'a str,
+    /// Streams.
+    pub n: usize,
+    /// Events written, round-robin over the guilds.
+    pub events: usize,
+    pub guilds: usize,
+    /// Events per second (for the deadline).
+    pub rate: u64,
+    /// Every this often, the next stream that is still waiting for events is closed and opened
+    /// again with `Last-Event-ID`, as a browser that lost its connection does.
+    pub reconnect_every: Option<Duration>,
+}
+
 /// Opens `n` streams to `addr`, stream `i` following guild `i % guilds`, and reads them until
-/// each has every event of its guild out of `events`, or 10 minutes.
-pub fn run(
-    addr: &str,
-    token: &str,
-    n: usize,
-    events: usize,
-    guilds: usize,
-) -> anyhow::Result<ClientReport> {
-    let addr: SocketAddr = addr.parse()?;
+/// each has every event of its guild out of `events`, or 10 minutes after the last event is due.
+pub fn run(plan: &Plan<'_>) -> anyhow::Result<ClientReport> {
+    let &Plan {
+        token,
+        n,
+        events,
+        guilds,
+        ..
+    } = plan;
+    let addr: SocketAddr = plan.addr.parse()?;
     let mut poll = Poll::new()?;
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let g = i % guilds;
-        let request = format!(
-            "GET /api/logs/stream?guild_id={} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n",
-            super::guild(g)
-        );
-        let mut std_sock = std::net::TcpStream::connect(addr)?;
-        std_sock.write_all(request.as_bytes())?;
-        std_sock.set_nonblocking(true)?;
-        setsockopt(&std_sock, sockopt::ReceiveTimestampns, &true)?;
-        let mut sock = TcpStream::from_std(std_sock);
+        let mut sock = open(addr, token, g, 0)?;
         poll.registry()
             .register(&mut sock, Token(i), Interest::READABLE)?;
         conns.push(Conn {
@@ -187,7 +217,10 @@ pub fn run(
         read: Vec::with_capacity(n * events / guilds),
         first: std::collections::HashMap::new(),
     };
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(600 + events as u64 / plan.rate.max(1));
+    let mut next_reconnect = plan.reconnect_every.map(|every| Instant::now() + every);
+    let mut victim = 0;
+    let mut reconnects = 0;
     // With more guilds than events, some streams have nothing to wait for.
     let mut finished = conns.iter().filter(|c| c.expected == 0).count();
     // Counted from the first event: opening 10,000 connections is not what is measured.
@@ -196,7 +229,31 @@ pub fn run(
     let mut chunk = vec![0u8; 16 * 1024];
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     while finished < n && Instant::now() < deadline {
-        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(500))) {
+        if let Some(at) = next_reconnect.filter(|at| *at <= Instant::now()) {
+            let every = plan.reconnect_every.unwrap_or_default();
+            next_reconnect = Some(at + every);
+            // Only streams with events still to come: one that is done may already be closed.
+            let waiting = (0..n)
+                .map(|k| (victim + k) % n)
+                .find(|&i| !conns[i].closed && conns[i].received < conns[i].expected);
+            if let Some(i) = waiting {
+                victim = i + 1;
+                let conn = &mut conns[i];
+                poll.registry().deregister(&mut conn.sock)?;
+                let mut sock = open(addr, token, i % guilds, conn.last_id)?;
+                poll.registry()
+                    .register(&mut sock, Token(i), Interest::READABLE)?;
+                // The old connection closes here; an event it held in part comes again whole.
+                conn.sock = sock;
+                conn.partial.clear();
+                reconnects += 1;
+            }
+        }
+        let wait = next_reconnect.map_or(Duration::from_millis(500), |at| {
+            at.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(500))
+        });
+        if let Err(e) = poll.poll(&mut events, Some(wait)) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
@@ -264,6 +321,7 @@ pub fn run(
         read_us: Percentiles::of(samples.read),
         first_arrival_us: Percentiles::of(samples.first.into_values().collect()),
         cpu_us: cpu_start.map_or(0, |start| super::cpu_us() - start),
+        reconnects,
         ..ClientReport::default()
     };
     for c in &conns {

@@ -8,11 +8,15 @@
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --mode database
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --front raw
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --mode database --postgres postgres://postgres@127.0.0.1:5432/test
+//! # soak: 10 minutes, a stream dropped and resumed with Last-Event-ID every 50 ms
+//! target/release/sse_bench --clients 1000 --events 30000 --rate 50 --reconnect-every-ms 50
 //! ```
 //!
-//! Reports connections held, events expected vs received per client (loss and duplicates),
-//! insert-to-receipt latency p50/p99/max (on arrival at the client's socket and when the
-//! client read it, see `client.rs`), and the server's memory per idle connection. Each process
+//! Reports connections held, events expected vs received per client (loss and duplicates,
+//! across reconnects), insert-to-receipt latency p50/p99/max (on arrival at the client's
+//! socket and when the client read it, see `client.rs`), the server's memory per idle
+//! connection and its resident memory over the run, and the CPU time of server and client per
+//! event delivered to one stream. Each process
 //! needs a file descriptor per stream: raise `ulimit -n` above the number of clients.
 
 #![allow(clippy::unwrap_used)]
@@ -67,6 +71,11 @@ struct Args {
     /// (not with `--front raw`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     guilds: u16,
+    /// Every this many milliseconds, one stream that still waits for events is closed and
+    /// opened again with `Last-Event-ID` (0: never). Loss and duplicates are counted across
+    /// the reconnects, as a browser's EventSource would see them.
+    #[arg(long, default_value_t = 0)]
+    reconnect_every_ms: u64,
     /// Worker threads of the server (default: one per core, as `pawtropolis-server`).
     #[arg(long)]
     server_threads: Option<usize>,
@@ -161,6 +170,10 @@ fn client_process(addr: &str, token: &str, args: &Args) -> std::process::Command
         &args.events.to_string(),
         "--guilds",
         &args.guilds.to_string(),
+        "--rate",
+        &args.rate.to_string(),
+        "--reconnect-every-ms",
+        &args.reconnect_every_ms.to_string(),
     ]);
     command
 }
@@ -168,13 +181,16 @@ fn client_process(addr: &str, token: &str, args: &Args) -> std::process::Command
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(addr) = args.client_of.clone() {
-        let report = client::run(
-            &addr,
-            args.token.as_deref().unwrap_or_default(),
-            args.clients,
-            args.events,
-            usize::from(args.guilds),
-        )?;
+        let report = client::run(&client::Plan {
+            addr: &addr,
+            token: args.token.as_deref().unwrap_or_default(),
+            n: args.clients,
+            events: args.events,
+            guilds: usize::from(args.guilds),
+            rate: args.rate,
+            reconnect_every: (args.reconnect_every_ms > 0)
+                .then(|| Duration::from_millis(args.reconnect_every_ms)),
+        })?;
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
@@ -196,12 +212,12 @@ fn main() -> anyhow::Result<()> {
         if let Some(n) = args.server_threads {
             rt.worker_threads(n);
         }
-        let (report, kb, cpu) = rt.enable_all().build()?.block_on(serve_and_write(&args))?;
-        (report, Some(kb), cpu)
+        let (report, memory, cpu) = rt.enable_all().build()?.block_on(serve_and_write(&args))?;
+        (report, Some(memory), cpu)
     };
     let ms = |us: i64| us as f64 / 1000.0;
     println!(
-        "db={} front={} mode={} guilds={} clients={} events={} rate={}/s held={} complete={} lost={} duplicates={} \
+        "db={} front={} mode={} guilds={} clients={} events={} rate={}/s held={} complete={} lost={} duplicates={} reconnects={} \
          | arrival p50={:.1} ms p99={:.1} ms max={:.1} ms \
          | read p50={:.1} ms p99={:.1} ms max={:.1} ms \
          | first client per event p50={:.1} ms p99={:.1} ms \
@@ -222,6 +238,7 @@ fn main() -> anyhow::Result<()> {
         report.complete,
         report.lost,
         report.duplicates,
+        report.reconnects,
         ms(report.arrival_us.p50),
         ms(report.arrival_us.p99),
         ms(report.arrival_us.max),
@@ -230,17 +247,50 @@ fn main() -> anyhow::Result<()> {
         ms(report.read_us.max),
         ms(report.first_arrival_us.p50),
         ms(report.first_arrival_us.p99),
-        memory.map_or_else(|| "-".to_owned(), |kb| format!("{kb:.2} KB")),
+        memory
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), Memory::describe),
         per_delivery(server_cpu, &report),
         per_delivery(report.cpu_us, &report),
     );
     Ok(())
 }
 
+/// The server's resident memory.
+struct Memory {
+    /// Growth from before the streams opened to when they were all open and idle, per stream.
+    per_idle_stream_kb: f64,
+    /// With every stream open and idle.
+    idle_kb: u64,
+    /// Taken every second while the events were written, ending with one when the last had
+    /// been written.
+    during_kb: Vec<u64>,
+}
+
+impl Memory {
+    fn describe(&self) -> String {
+        let mb = |kb: u64| format!("{:.1}", kb as f64 / 1024.0);
+        // A soak shows whether memory stays flat: the samples at each quarter of the run.
+        let quarters: Vec<String> = (1..=4)
+            .filter_map(|q| {
+                let at = (self.during_kb.len() * q / 4).checked_sub(1)?;
+                self.during_kb.get(at).map(|kb| mb(*kb))
+            })
+            .collect();
+        format!(
+            "{:.2} KB (RSS idle {} MB; while the events were written, highest {} MB, at each quarter {} MB)",
+            self.per_idle_stream_kb,
+            mb(self.idle_kb),
+            mb(self.during_kb.iter().copied().max().unwrap_or(self.idle_kb)),
+            quarters.join(" / "),
+        )
+    }
+}
+
 /// Serves the API, opens the streams and writes the events; returns the clients' report, the
-/// server's resident memory per idle stream, in KB, and the CPU time the server used from the
-/// first event until the clients had them all, in microseconds.
-async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f64, i64)> {
+/// server's resident memory, and the CPU time the server used from the first event until the
+/// clients had them all, in microseconds.
+async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, Memory, i64)> {
     let dir = tempfile::tempdir()?;
     let schema = format!("sse_bench_{}", std::process::id());
     let url = match &args.postgres {
@@ -297,6 +347,19 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
     );
 
     let cpu_before = cpu_us();
+    // A soak (`--events` in the tens of thousands) shows whether memory stays flat.
+    let during = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = tokio::spawn({
+        let during = during.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                during.lock().unwrap().push(rss_kb());
+            }
+        }
+    });
     if args.mode == "recorder" {
         let recorder = api.recorder();
         let mut tick = tokio::time::interval(period(args));
@@ -326,6 +389,9 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
         let status = tokio::process::Command::from(writer).status().await?;
         anyhow::ensure!(status.success(), "the writer process failed: {status}");
     }
+    sampler.abort();
+    let mut during_kb = std::mem::take(&mut *during.lock().unwrap());
+    during_kb.push(rss_kb());
     let out = child.wait_with_output().await?;
     let cpu = cpu_us() - cpu_before;
     let report: client::ClientReport = serde_json::from_slice(&out.stdout)?;
@@ -337,6 +403,10 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, f
             .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .await?;
     }
-    let per_stream_kb = (rss_idle.saturating_sub(rss_before)) as f64 / opened.max(1) as f64;
-    Ok((report, per_stream_kb, cpu))
+    let memory = Memory {
+        per_idle_stream_kb: (rss_idle.saturating_sub(rss_before)) as f64 / opened.max(1) as f64,
+        idle_kb: rss_idle,
+        during_kb,
+    };
+    Ok((report, memory, cpu))
 }
