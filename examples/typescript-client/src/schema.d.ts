@@ -37,7 +37,9 @@ export interface paths {
          * Follow the action log live
          * @description Server-Sent Events of one guild: `id: <action_log.id>`, `event: action`, and `data:` one
          *     JSON line with the fields of a `/api/logs` item plus `timestamp` (RFC 3339). A comment
-         *     opens the stream at once, a `retry:` hint follows, and `: heartbeat` comes every
+         *     opens the stream at once, with a `retry:` hint and an `id:` without data (the id the
+         *     stream resumed after, or the latest row's when it starts fresh), so that a client that
+         *     drops before its first event resumes from there; `: heartbeat` comes every
          *     `PAWTROPOLIS_SSE_HEARTBEAT_SECS` (20 s). To resume after a disconnect, send the last id
          *     received as the `Last-Event-ID` header (EventSource does this itself) or the
          *     `last_event_id` parameter: every later row is replayed in id order, then the stream goes

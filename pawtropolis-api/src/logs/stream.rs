@@ -223,7 +223,9 @@ impl StreamApi {
     ///
     /// Server-Sent Events of one guild: `id: <action_log.id>`, `event: action`, and `data:` one
     /// JSON line with the fields of a `/api/logs` item plus `timestamp` (RFC 3339). A comment
-    /// opens the stream at once, a `retry:` hint follows, and `: heartbeat` comes every
+    /// opens the stream at once, with a `retry:` hint and an `id:` without data (the id the
+    /// stream resumed after, or the latest row's when it starts fresh), so that a client that
+    /// drops before its first event resumes from there; `: heartbeat` comes every
     /// `PAWTROPOLIS_SSE_HEARTBEAT_SECS` (20 s). To resume after a disconnect, send the last id
     /// received as the `Last-Event-ID` header (EventSource does this itself) or the
     /// `last_event_id` parameter: every later row is replayed in id order, then the stream goes
@@ -293,9 +295,14 @@ impl StreamApi {
             let mut stopped = feed.stopped();
             let mark = feed.high_water();
             let settings = &state.settings;
+            // The `id:` sets the browser's last event id before any event comes (a block
+            // without data dispatches nothing, but its id is kept): a stream that drops before
+            // its first event resumes from here instead of reconnecting as a new stream and
+            // missing what was written in between.
             yield Ok::<Bytes, std::io::Error>(Bytes::from(format!(
-                ": stream open\nretry: {}\n\n",
-                settings.sse_retry_ms
+                ": stream open\nretry: {}\nid: {}\n\n",
+                settings.sse_retry_ms,
+                resume.unwrap_or(mark)
             )));
             let mut covered = mark;
             if let Some(after) = resume {

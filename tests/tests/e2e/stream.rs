@@ -145,6 +145,11 @@ async fn headers_first_comment_heartbeat_and_live_events() {
         let first = s.next_block(SECS).await.expect("first block");
         assert_eq!(first.comments, ["stream open"]);
         assert_eq!(first.retry, Some(3000));
+        assert!(
+            first.id.is_some(),
+            "the opening block carries the id to resume from"
+        );
+        assert!(first.event.is_none() && first.data.is_none());
         let hb = s
             .next_block(Duration::from_secs(3))
             .await
@@ -263,6 +268,30 @@ async fn resume_isolation_and_resync() {
         assert_eq!(first.event.as_deref(), Some("resync"));
         let live = rec.record(action(GUILD_A, "claim")).await.unwrap();
         assert_eq!(s.next_action(SECS).await.unwrap().id, Some(live));
+        drop(s);
+
+        // Dropped before its first event: the opening block's id (the latest row's) is what
+        // EventSource sends back, so what was written in between is not lost.
+        let mut s = SseClient::connect(&app.base, &path(""), &token, None).await;
+        let open = s.next_block(SECS).await.expect("open");
+        assert_eq!(open.comments, ["stream open"]);
+        assert_eq!(
+            open.id,
+            Some(live),
+            "a new stream starts after the latest row"
+        );
+        drop(s);
+        let in_between = rec.record(action(GUILD_A, "claim")).await.unwrap();
+        let from = live.to_string();
+        let mut s = SseClient::connect(&app.base, &path(""), &token, Some(from.as_str())).await;
+        let open = s.next_block(SECS).await.expect("open");
+        assert_eq!(
+            open.id,
+            Some(live),
+            "a resumed stream opens with the id it resumed after"
+        );
+        assert_eq!(s.next_action(SECS).await.unwrap().id, Some(in_between));
+        drop(s);
 
         let bad = SseClient::connect(&app.base, &path(""), &token, Some("abc")).await;
         assert_eq!(bad.status, 400);
@@ -480,12 +509,15 @@ async fn read_ids(sock: &mut tokio::net::TcpStream, n: usize) -> Vec<i64> {
                 !block.contains("event: resync"),
                 "a resync instead of a catch-up"
             );
-            ids.extend(
-                block
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("id: "))
-                    .map(|v| v.parse::<i64>().unwrap()),
-            );
+            // Events only: the opening block has an id too.
+            if block.contains("event: action") {
+                ids.extend(
+                    block
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("id: "))
+                        .map(|v| v.parse::<i64>().unwrap()),
+                );
+            }
         }
     }
     ids

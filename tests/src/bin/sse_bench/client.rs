@@ -42,6 +42,10 @@ pub struct ClientReport {
     pub cpu_us: i64,
     /// Streams closed and opened again with `Last-Event-ID` (`--reconnect-every-ms`).
     pub reconnects: usize,
+    /// The first gaps seen (one guild only: an event whose id is not the next one), to say
+    /// where a lost event went missing.
+    #[serde(default)]
+    pub gaps: Vec<String>,
 }
 
 /// p50, p99 and max of a set of latencies, in microseconds.
@@ -79,8 +83,16 @@ struct Conn {
     received: usize,
     duplicates: usize,
     last_id: i64,
+    /// What EventSource keeps as `lastEventId` and sends as `Last-Event-ID` when it
+    /// reconnects: the id of the last block that had one, the stream's opening block included.
+    resume_id: Option<i64>,
     opened: bool,
+    /// The current connection's opening block is still to come.
+    fresh: bool,
     closed: bool,
+    /// When the current connection was opened, and events it brought since.
+    connected_at: Instant,
+    since_connect: usize,
 }
 
 struct Finders {
@@ -102,6 +114,9 @@ struct Samples {
     arrival: Vec<i64>,
     read: Vec<i64>,
     first: std::collections::HashMap<i64, i64>,
+    /// Every id is expected in turn (one guild).
+    consecutive: bool,
+    gaps: Vec<String>,
 }
 
 impl Conn {
@@ -115,13 +130,23 @@ impl Conn {
             owned = std::mem::take(&mut self.partial);
             &owned
         };
-        if !self.opened && f.open.find(hay).is_some() {
-            self.opened = true;
-        }
         let mut at = 0;
         while let Some(len) = f.end.find(&hay[at..]) {
             let block = &hay[at..at + len];
             at += len + 2;
+            if let Some(p) = f.open.find(block).filter(|_| self.fresh) {
+                // The opening block (after the response head): no event, but its id is where
+                // a reconnect resumes.
+                self.fresh = false;
+                self.opened = true;
+                let id =
+                    f.id.find(&block[p..])
+                        .and_then(|q| number_at(block, p + q + 4));
+                if self.resume_id.is_none() {
+                    self.resume_id = id;
+                }
+                continue;
+            }
             let Some(id) = f.id.find(block).and_then(|p| number_at(block, p + 4)) else {
                 continue;
             };
@@ -129,7 +154,20 @@ impl Conn {
                 self.duplicates += 1;
                 continue;
             }
+            if s.consecutive && id != self.last_id + 1 && s.gaps.len() < 20 {
+                // Also at once: a run with a gap waits out its deadline before it reports.
+                eprintln!("client: gap after {} came {id}", self.last_id);
+                s.gaps.push(format!(
+                    "after {} came {} ({} ms and {} events after this connection opened)",
+                    self.last_id,
+                    id,
+                    self.connected_at.elapsed().as_millis(),
+                    self.since_connect
+                ));
+            }
+            self.since_connect += 1;
             self.last_id = id;
+            self.resume_id = Some(id);
             self.received += 1;
             if let Some(t) = f.t_us.find(block).and_then(|p| number_at(block, p + 7)) {
                 s.arrival.push(arrived_us - t);
@@ -142,14 +180,15 @@ impl Conn {
     }
 }
 
-/// Opens a stream of guild `g`, resuming after `last_id` when it is not 0 (as EventSource
+/// Opens a stream of guild `g`, resuming after `resume` when there is one (as EventSource
 /// does, with `Last-Event-ID`).
-fn open(addr: SocketAddr, token: &str, g: usize, last_id: i64) -> std::io::Result<TcpStream> {
-    let resume = if last_id > 0 {
-        format!("Last-Event-ID: {last_id}\r\n")
-    } else {
-        String::new()
-    };
+fn open(
+    addr: SocketAddr,
+    token: &str,
+    g: usize,
+    resume: Option<i64>,
+) -> std::io::Result<TcpStream> {
+    let resume = resume.map_or_else(String::new, |id| format!("Last-Event-ID: {id}\r\n"));
     let request = format!(
         "GET /api/logs/stream?guild_id={} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n{resume}\r\n",
         super::guild(g)
@@ -192,7 +231,7 @@ pub fn run(plan: &Plan<'_>) -> anyhow::Result<ClientReport> {
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let g = i % guilds;
-        let mut sock = open(addr, token, g, 0)?;
+        let mut sock = open(addr, token, g, None)?;
         poll.registry()
             .register(&mut sock, Token(i), Interest::READABLE)?;
         conns.push(Conn {
@@ -202,8 +241,12 @@ pub fn run(plan: &Plan<'_>) -> anyhow::Result<ClientReport> {
             received: 0,
             duplicates: 0,
             last_id: 0,
+            resume_id: None,
             opened: false,
+            fresh: true,
             closed: false,
+            connected_at: Instant::now(),
+            since_connect: 0,
         });
     }
     let finders = Finders {
@@ -216,6 +259,8 @@ pub fn run(plan: &Plan<'_>) -> anyhow::Result<ClientReport> {
         arrival: Vec::with_capacity(n * events / guilds),
         read: Vec::with_capacity(n * events / guilds),
         first: std::collections::HashMap::new(),
+        consecutive: guilds == 1,
+        gaps: Vec::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(600 + events as u64 / plan.rate.max(1));
     let mut next_reconnect = plan.reconnect_every.map(|every| Instant::now() + every);
@@ -240,12 +285,15 @@ pub fn run(plan: &Plan<'_>) -> anyhow::Result<ClientReport> {
                 victim = i + 1;
                 let conn = &mut conns[i];
                 poll.registry().deregister(&mut conn.sock)?;
-                let mut sock = open(addr, token, i % guilds, conn.last_id)?;
+                let mut sock = open(addr, token, i % guilds, conn.resume_id)?;
                 poll.registry()
                     .register(&mut sock, Token(i), Interest::READABLE)?;
                 // The old connection closes here; an event it held in part comes again whole.
                 conn.sock = sock;
                 conn.partial.clear();
+                conn.fresh = true;
+                conn.connected_at = Instant::now();
+                conn.since_connect = 0;
                 reconnects += 1;
             }
         }
@@ -322,6 +370,7 @@ pub fn run(plan: &Plan<'_>) -> anyhow::Result<ClientReport> {
         first_arrival_us: Percentiles::of(samples.first.into_values().collect()),
         cpu_us: cpu_start.map_or(0, |start| super::cpu_us() - start),
         reconnects,
+        gaps: samples.gaps,
         ..ClientReport::default()
     };
     for c in &conns {
