@@ -253,9 +253,6 @@ fn main() -> anyhow::Result<()> {
         per_delivery(server_cpu, &report),
         per_delivery(report.cpu_us, &report),
     );
-    for gap in &report.gaps {
-        eprintln!("gap: {gap}");
-    }
     Ok(())
 }
 
