@@ -44,7 +44,9 @@ export interface paths {
          *     received as the `Last-Event-ID` header (EventSource does this itself) or the
          *     `last_event_id` parameter: every later row is replayed in id order, then the stream goes
          *     on live, with no gap and no duplicate. When more than `PAWTROPOLIS_SSE_REPLAY_MAX` rows
-         *     were missed, an `event: resync` asks the client to reload the log instead. At most
+         *     were missed, or the id is newer than every row (the database was restored), an
+         *     `event: resync` asks the client to reload the log instead, and the stream goes on live
+         *     from the latest row. At most
          *     20 open streams per session (429) and 10,000 per server (503).
          */
         get: operations["streamLogs"];

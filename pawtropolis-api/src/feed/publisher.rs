@@ -56,18 +56,130 @@ pub(crate) fn frame_of(item: &LogItem) -> Bytes {
 /// Rows fetched per poll.
 const BATCH: i64 = 500;
 
-/// A hole in the ids seen on PostgreSQL, where concurrent writers commit ids out of order: a
+/// Holes in the ids seen on PostgreSQL, where concurrent writers commit ids out of order: a
 /// row with a lower id can appear after a higher one, and publishing past the hole would lose
 /// it for good.
+///
+/// A writer takes its id from the sequence (`nextval`, which locks the sequence until the
+/// transaction ends) before it inserts, and may get a transaction id only later, or never
+/// show one before it commits (a trigger, or `SELECT nextval(…)` then `INSERT`). So the feed
+/// does not wait on transaction ids: it waits until every transaction that held a lock on
+/// `action_log` or its sequence when the hole was seen has ended.
 struct Gap {
-    /// The missing id.
-    id: i64,
-    /// `xmax` of a snapshot taken one poll after the hole was seen: by then the transaction
-    /// holding the missing id has written its row, so it has a lower transaction id.
-    xmax: i64,
-    /// Whether `xmax` was taken one poll later (the first one may precede the id's
-    /// transaction getting a transaction id).
-    refreshed: bool,
+    /// Every hole below this id is covered by the wait: the highest id of the read that found
+    /// the hole. That row had committed, so a transaction holding any lower id had taken it,
+    /// and its lock, before the read.
+    upto: i64,
+    /// Those transactions (`pg_locks.virtualtransaction`, comma-separated).
+    writers: String,
+    /// When the hole was seen, to say so in the log when a writer keeps it open for long.
+    since: std::time::Instant,
+    /// Whether the log said so already.
+    warned: bool,
+    /// Whether they have all ended (then it stays so).
+    settled: bool,
+}
+
+/// Locks on `action_log` and its id sequence held by transactions other than the feed's
+/// (`$1`: which of them; a prepared transaction keeps its locks with no backend).
+const WRITER_LOCKS: &str = "FROM pg_locks l \
+     WHERE l.locktype = 'relation' AND l.granted \
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+       AND l.relation IN ('action_log'::regclass, to_regclass(pg_get_serial_sequence('action_log', 'id'))) \
+       AND l.pid IS DISTINCT FROM pg_backend_pid()";
+
+/// A gap long open is logged after this long: every stream of the server waits on it.
+const GAP_WARN_AFTER: Duration = Duration::from_secs(10);
+
+/// How long the feed waits at start for writers busy then (see [`start_mark`]).
+const START_WAIT: Duration = Duration::from_secs(2);
+
+/// How far below the newest id the feed looks for a hole when a writer outlasts
+/// [`START_WAIT`].
+const START_WINDOW: i64 = 10_000;
+
+/// Where publishing starts: the newest id once every id up to it is final. On PostgreSQL a
+/// lower id may still be in an open transaction when the feed starts: the feed waits for the
+/// writers busy then (they are usually done within milliseconds), so that a stream resuming
+/// from below finds that row in the database. A writer that keeps its transaction open longer
+/// makes publishing start just below the lowest missing id among the newest [`START_WINDOW`]
+/// instead, and wait there as at any hole.
+async fn start_mark(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let newest = db::max_action_id(db).await?;
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(newest);
+    }
+    let mut busy = Gap::open(db, newest).await?;
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    while !busy.check(db).await? {
+        if tokio::time::Instant::now() >= deadline {
+            let lowest_missing = db::query_scalar::<Option<i64>>(
+                db,
+                "SELECT MIN(s.i) FROM generate_series(GREATEST($1 - $2 + 1, 1), $1) AS s(i) \
+                 WHERE NOT EXISTS (SELECT 1 FROM action_log WHERE id = s.i)",
+                vec![newest.into(), START_WINDOW.into()],
+            )
+            .await?
+            .flatten();
+            return Ok(lowest_missing.map_or(newest, |id| id - 1));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(newest)
+}
+
+impl Gap {
+    /// A gap seen by a read whose highest id was `upto`.
+    async fn open(db: &DatabaseConnection, upto: i64) -> Result<Self, DbErr> {
+        // The transactions holding the locks now.
+        let writers: String = db::query_scalar(
+            db,
+            format!(
+                "SELECT COALESCE(string_agg(DISTINCT l.virtualtransaction, ','), '') {WRITER_LOCKS}"
+            ),
+            vec![],
+        )
+        .await?
+        .unwrap_or_default();
+        Ok(Self {
+            settled: writers.is_empty(),
+            upto,
+            writers,
+            since: std::time::Instant::now(),
+            warned: false,
+        })
+    }
+
+    /// Whether every transaction that held the locks when the hole was seen has ended (a
+    /// prepared transaction, whoever it was, counts as one of them).
+    async fn check(&mut self, db: &DatabaseConnection) -> Result<bool, DbErr> {
+        if !self.settled {
+            let waiting = db::query_scalar::<Option<String>>(
+                db,
+                format!(
+                    "SELECT string_agg(DISTINCT COALESCE(l.pid::text, 'prepared'), ', ') {WRITER_LOCKS} \
+                     AND (l.virtualtransaction = ANY(string_to_array($1, ',')) OR l.pid IS NULL)"
+                ),
+                vec![self.writers.clone().into()],
+            )
+            .await?
+            .flatten();
+            match waiting {
+                None => self.settled = true,
+                Some(pids) if !self.warned && self.since.elapsed() >= GAP_WARN_AFTER => {
+                    self.warned = true;
+                    tracing::warn!(
+                        pids = %pids,
+                        after_id = self.upto,
+                        "the live feed has waited {} s for transactions that may still insert into action_log; every stream waits with it",
+                        self.since.elapsed().as_secs()
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(self.settled)
+    }
 }
 
 /// Events kept for slow subscribers of every guild ([`ActionFeed::subscribe`]); one that falls
@@ -192,7 +304,7 @@ impl Target {
 impl ActionFeed {
     /// Starts publishing rows written from now on.
     pub async fn start(db: DatabaseConnection, poll: Duration) -> Result<Self, DbErr> {
-        let start = db::max_action_id(&db).await?;
+        let start = start_mark(&db).await?;
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (stop, _) = watch::channel(false);
         let feed = Self {
@@ -287,42 +399,18 @@ impl ActionFeed {
         self.inner.stop.subscribe()
     }
 
-    /// True when every transaction that was running when the hole was seen has ended, so a
-    /// row still missing was rolled back (PostgreSQL transaction ids: the current snapshot's
-    /// xmin has passed the xmax recorded then).
-    async fn hole_settled(db: &DatabaseConnection, gap: &Gap) -> Result<bool, DbErr> {
-        let xmin = db::query_scalar::<i64>(
-            db,
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-            vec![],
-        )
-        .await?
-        .unwrap_or(0);
-        Ok(xmin >= gap.xmax)
-    }
-
-    async fn current_xmax(db: &DatabaseConnection) -> Result<i64, DbErr> {
-        Ok(db::query_scalar(
-            db,
-            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
-            vec![],
-        )
-        .await?
-        .unwrap_or(i64::MAX))
-    }
-
     async fn publish_new(
         &self,
         db: &DatabaseConnection,
         gap: &mut Option<Gap>,
     ) -> Result<(), DbErr> {
         let postgres = db.get_database_backend() == DbBackend::Postgres;
-        loop {
-            // Checked before reading the rows: a transaction that commits after this check has
+        'read: loop {
+            // Checked before reading the rows: a transaction that ends before this check has
             // its row in the read below.
-            let settled = match gap.as_ref() {
-                Some(g) if postgres && g.refreshed => Self::hole_settled(db, g).await?,
-                _ => false,
+            let settled = match gap.as_mut() {
+                Some(g) => g.check(db).await?,
+                None => false,
             };
             let hw = self.high_water();
             let rows = db::query_all(
@@ -336,28 +424,28 @@ impl ActionFeed {
             for row in &rows {
                 let id: i64 = row.try_get("", "id")?;
                 // A hole on PostgreSQL: a lower id may still be in an open transaction. Wait
-                // until every transaction running when the hole was seen has ended. On SQLite
-                // ids commit in order; a hole there is a deleted row.
+                // until every writer busy when the hole was seen has ended. On SQLite ids
+                // commit in order; a hole there is a deleted row.
                 if id != expected && postgres {
-                    match gap.as_mut() {
-                        Some(g) if g.id == expected && settled => {}
-                        Some(g) if g.id == expected && !g.refreshed => {
-                            g.xmax = Self::current_xmax(db).await?;
-                            g.refreshed = true;
-                            return Ok(());
-                        }
-                        Some(g) if g.id == expected => return Ok(()),
+                    match gap.as_ref() {
+                        Some(g) if id <= g.upto && settled => {}
+                        Some(g) if id <= g.upto || !settled => return Ok(()),
                         _ => {
-                            *gap = Some(Gap {
-                                id: expected,
-                                xmax: i64::MAX,
-                                refreshed: false,
-                            });
+                            let last = rows
+                                .last()
+                                .map_or(id, |r| r.try_get("", "id").unwrap_or(id));
+                            let opened = Gap::open(db, last).await?;
+                            let settled = opened.settled;
+                            *gap = Some(opened);
+                            // No writer was busy: the hole is a rolled-back id. Read again
+                            // (a writer may have ended since the read) and go on.
+                            if settled {
+                                continue 'read;
+                            }
                             return Ok(());
                         }
                     }
                 }
-                *gap = None;
                 expected = id + 1;
                 let item = match LogItem::from_row(row) {
                     Ok(item) => item,
@@ -377,6 +465,13 @@ impl ActionFeed {
                 // either finds the row in the database or receives it.
                 self.inner.high_water.store(item.id, Ordering::SeqCst);
                 self.send(event);
+            }
+            // Past every hole the wait covered.
+            if gap
+                .as_ref()
+                .is_some_and(|g| g.settled && self.high_water() >= g.upto)
+            {
+                *gap = None;
             }
             if fetched < BATCH {
                 return Ok(());

@@ -160,43 +160,75 @@ enum Step {
     Stop,
 }
 
-enum Replay {
-    Frames(Vec<Bytes>),
-    TooMany,
-}
+/// Rows a replay reads at a time: a stream holds one page, not everything it missed.
+const REPLAY_PAGE: i64 = 256;
 
-/// Rows of `guild` with `after < id <= upto`, as frames, unless there are more than `max`.
-async fn replay(
+/// Whether `guild` has more than `max` rows with `after < id <= upto` (one index probe, not a
+/// count of them all).
+async fn too_many(
     db: &DatabaseConnection,
     guild: &str,
     after: i64,
     upto: i64,
     max: u32,
-) -> Result<Replay, ApiError> {
-    if upto <= after {
-        return Ok(Replay::Frames(Vec::new()));
-    }
-    let rows = db::query_all(
+) -> Result<bool, ApiError> {
+    let beyond: Option<i64> = db::query_scalar(
         db,
-        format!("SELECT {ITEM_COLUMNS} FROM action_log WHERE guild_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4"),
-        vec![guild.into(), after.into(), upto.into(), (i64::from(max) + 1).into()],
+        "SELECT id FROM action_log WHERE guild_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT 1 OFFSET $4",
+        vec![guild.into(), after.into(), upto.into(), i64::from(max).into()],
     )
     .await?;
-    if rows.len() > max as usize {
-        return Ok(Replay::TooMany);
-    }
-    rows.iter()
-        .map(|r| {
-            LogItem::from_row(r)
-                .map(|item| frame_of(&item))
-                .map_err(ApiError::from)
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Replay::Frames)
+    Ok(beyond.is_some())
 }
 
+/// The frames of the rows of `guild` with `after < id <= upto`, in id order, a page at a
+/// time; or [`RESYNC`] alone when there are more than `max`. A row that cannot be read is
+/// left out (and logged), as the live feed leaves it out: failing on it would fail every
+/// reconnect after it for good.
+fn replay(
+    db: DatabaseConnection,
+    guild: String,
+    after: i64,
+    upto: i64,
+    max: u32,
+) -> impl futures_util::Stream<Item = Result<Bytes, ApiError>> {
+    async_stream::try_stream! {
+        if upto > after {
+            if too_many(&db, &guild, after, upto, max).await? {
+                yield Bytes::from_static(RESYNC);
+                return;
+            }
+            let mut from = after;
+            loop {
+                let rows = db::query_all(
+                    &db,
+                    format!("SELECT {ITEM_COLUMNS} FROM action_log WHERE guild_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4"),
+                    vec![guild.clone().into(), from.into(), upto.into(), REPLAY_PAGE.into()],
+                )
+                .await?;
+                for row in &rows {
+                    from = row.try_get("", "id")?;
+                    match LogItem::from_row(row) {
+                        Ok(item) => yield frame_of(&item),
+                        Err(e) => tracing::warn!(error = %e, id = from, "replay skips an action_log row it cannot read"),
+                    }
+                }
+                if (rows.len() as i64) < REPLAY_PAGE {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Asks the client to reload the log: it missed more than a replay sends.
 const RESYNC: &[u8] =
     b"event: resync\ndata: {\"reason\":\"too many events were missed; reload the log\"}\n\n";
+
+/// Asks the client to reload the log: the id it resumed after is newer than any row (the
+/// database was restored or replaced), so nothing would ever follow it.
+const RESYNC_UNKNOWN_ID: &[u8] =
+    b"event: resync\ndata: {\"reason\":\"the last event id is not in this log; reload the log\"}\n\n";
 
 /// The credential of the request, kept to re-check it while the stream is open.
 enum Held {
@@ -230,7 +262,9 @@ impl StreamApi {
     /// received as the `Last-Event-ID` header (EventSource does this itself) or the
     /// `last_event_id` parameter: every later row is replayed in id order, then the stream goes
     /// on live, with no gap and no duplicate. When more than `PAWTROPOLIS_SSE_REPLAY_MAX` rows
-    /// were missed, an `event: resync` asks the client to reload the log instead. At most
+    /// were missed, or the id is newer than every row (the database was restored), an
+    /// `event: resync` asks the client to reload the log instead, and the stream goes on live
+    /// from the latest row. At most
     /// 20 open streams per session (429) and 10,000 per server (503).
     #[oai(path = "/logs/stream", method = "get", operation_id = "streamLogs")]
     async fn stream(
@@ -295,6 +329,25 @@ impl StreamApi {
             let mut stopped = feed.stopped();
             let mark = feed.high_water();
             let settings = &state.settings;
+            // An id newer than every row (a database restored or replaced since) would hide
+            // every event until ids caught up: reload instead, and go on from the mark. An id
+            // past this server's mark but in the database is fine (another instance published
+            // further).
+            let mut resume = resume;
+            let mut unknown_id = false;
+            if let Some(after) = resume.filter(|after| *after > mark) {
+                match db::max_action_id(&state.db).await {
+                    Ok(newest) if after > newest => {
+                        resume = None;
+                        unknown_id = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stream could not check its Last-Event-ID; closing so the client retries");
+                        return;
+                    }
+                }
+            }
             // The `id:` sets the browser's last event id before any event comes (a block
             // without data dispatches nothing, but its id is kept): a stream that drops before
             // its first event resumes from here instead of reconnecting as a new stream and
@@ -304,19 +357,20 @@ impl StreamApi {
                 settings.sse_retry_ms,
                 resume.unwrap_or(mark)
             )));
+            if unknown_id {
+                yield Ok(Bytes::from_static(RESYNC_UNKNOWN_ID));
+            }
             let mut covered = mark;
             if let Some(after) = resume {
                 // Boxed: an idle stream should not carry the size of a database query future.
-                match Box::pin(replay(&state.db, &guild, after, mark, settings.sse_replay_max)).await {
-                    Ok(Replay::Frames(frames)) => {
-                        for f in frames {
-                            yield Ok(f);
+                let mut missed = Box::pin(replay(state.db.clone(), guild.clone(), after, mark, settings.sse_replay_max));
+                while let Some(frame) = missed.next().await {
+                    match frame {
+                        Ok(frame) => yield Ok(frame),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "stream replay failed; closing so the client retries");
+                            return;
                         }
-                    }
-                    Ok(Replay::TooMany) => yield Ok(Bytes::from_static(RESYNC)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "stream replay failed; closing so the client retries");
-                        return;
                     }
                 }
                 covered = covered.max(after);
@@ -332,10 +386,14 @@ impl StreamApi {
             let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 // `yield` stays outside `select!`: the macro's branches are not the stream's body.
+                // Biased, the stop and the session check first: a client that stopped reading
+                // for a while finds the heartbeat overdue when it reads again, and a revoked
+                // session must end the stream before any more events go out.
                 let step = tokio::select! {
-                    event = rx.recv() => Step::Event(event),
-                    _ = heartbeat.tick() => Step::Heartbeat,
+                    biased;
                     () = &mut stop => Step::Stop,
+                    _ = heartbeat.tick() => Step::Heartbeat,
+                    event = rx.recv() => Step::Event(event),
                 };
                 match step {
                     Step::Event(Ok(ev)) => {
@@ -349,14 +407,15 @@ impl StreamApi {
                     // Fell behind the channel: catch up from the database instead of buffering.
                     Step::Event(Err(RecvError::Lagged(_))) => {
                         let upto = feed.high_water();
-                        match Box::pin(replay(&state.db, &guild, covered, upto, settings.sse_replay_max)).await {
-                            Ok(Replay::Frames(frames)) => {
-                                for f in frames {
-                                    yield Ok(f);
+                        let mut missed = Box::pin(replay(state.db.clone(), guild.clone(), covered, upto, settings.sse_replay_max));
+                        while let Some(frame) = missed.next().await {
+                            match frame {
+                                Ok(frame) => yield Ok(frame),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "stream catch-up failed; closing so the client retries");
+                                    return;
                                 }
                             }
-                            Ok(Replay::TooMany) => yield Ok(Bytes::from_static(RESYNC)),
-                            Err(_) => return,
                         }
                         covered = covered.max(upto);
                     }

@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use pawtropolis_api::feed::NewAction;
 use pawtropolis_tests::{
-    Backend, GUILD_A, GUILD_B, TestApp, backends, run_cli, sse::SseClient, unique_name,
+    Backend, GUILD_A, GUILD_B, TestApp, TestDb, backends, run_cli, sse::SseClient, unique_name,
 };
 
 const M: &str = "700000000000000001";
@@ -293,6 +293,33 @@ async fn resume_isolation_and_resync() {
         assert_eq!(s.next_action(SECS).await.unwrap().id, Some(in_between));
         drop(s);
 
+        // An id newer than every row (the database was restored since): resync, then live
+        // from the latest row, rather than a stream that drops every event for good.
+        let mut s = SseClient::connect(&app.base, &path(""), &token, Some("900000000000")).await;
+        let open = s.next_block(SECS).await.expect("open");
+        assert_eq!(open.id, Some(in_between), "it goes on from the latest row");
+        let first = s.next_action(SECS).await.unwrap();
+        assert_eq!(first.event.as_deref(), Some("resync"));
+        let live = rec.record(action(GUILD_A, "claim")).await.unwrap();
+        assert_eq!(s.next_action(SECS).await.unwrap().id, Some(live));
+        drop(s);
+
+        if matches!(backend, Backend::Sqlite) {
+            // A row that cannot be read (SQLite keeps bytes that are not UTF-8 in a TEXT
+            // column): a replay leaves it out, as the live feed does, rather than failing every
+            // reconnect after it.
+            app.tdb
+                .exec(
+                    "INSERT INTO action_log (guild_id, actor_id, action, meta_json, created_at_s) VALUES ($1, $2, 'claim', X'FFFE', 0)",
+                    vec![GUILD_A.into(), M.into()],
+                )
+                .await;
+            let after_bad = rec.record(action(GUILD_A, "approve")).await.unwrap();
+            let from = live.to_string();
+            let mut s = SseClient::connect(&app.base, &path(""), &token, Some(from.as_str())).await;
+            assert_eq!(s.next_action(SECS).await.unwrap().id, Some(after_bad));
+        }
+
         let bad = SseClient::connect(&app.base, &path(""), &token, Some("abc")).await;
         assert_eq!(bad.status, 400);
         let other = SseClient::connect(
@@ -430,6 +457,151 @@ async fn concurrent_writers_every_id_exactly_once_in_order() {
         );
         assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected);
         app.finish().await;
+    }
+}
+
+type Events = tokio::sync::broadcast::Receiver<std::sync::Arc<pawtropolis_api::feed::FeedEvent>>;
+
+async fn migrated(backend: &Backend) -> TestDb {
+    let tdb = TestDb::new(backend).await;
+    migration::cli::run(&tdb.db, &migration::cli::MigrateCommand::Up { steps: None })
+        .await
+        .unwrap();
+    tdb
+}
+
+/// A feed polling every 50 ms, and a receiver of every event.
+async fn start_feed(tdb: &TestDb) -> (pawtropolis_api::feed::ActionFeed, Events) {
+    let feed = pawtropolis_api::feed::ActionFeed::start(tdb.db.clone(), Duration::from_millis(50))
+        .await
+        .unwrap();
+    let rx = feed.subscribe();
+    (feed, rx)
+}
+
+/// The ids of the next `n` events (5 s at most each).
+async fn next_ids(rx: &mut Events, n: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        match tokio::time::timeout(SECS, rx.recv()).await {
+            Ok(Ok(event)) => ids.push(event.id),
+            _ => break,
+        }
+    }
+    ids
+}
+
+fn nothing_yet(rx: &mut Events) -> bool {
+    matches!(
+        rx.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+    )
+}
+
+/// The `id` column of the row `sql` returns, run in `txn`.
+async fn id_in(txn: &sea_orm::DatabaseTransaction, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
+    use sea_orm::ConnectionTrait as _;
+    txn.query_one_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "id")
+    .unwrap()
+}
+
+/// On PostgreSQL a writer may take its id (`nextval`) long before it writes the row, and get
+/// a transaction id only then. The feed must not publish past that id while its transaction is
+/// open, however many polls go by, and must publish it once it commits.
+#[tokio::test]
+async fn an_id_taken_before_its_row_is_written_is_not_lost() {
+    use sea_orm::TransactionTrait as _;
+    for backend in backends() {
+        if !matches!(backend, Backend::Postgres(_)) {
+            continue;
+        }
+        let tdb = migrated(&backend).await;
+        let (feed, mut rx) = start_feed(&tdb).await;
+        // The sequence's first value is written to the WAL with the next 32, which gives the
+        // transaction taking it a transaction id at once; the ones after it do not.
+        let first = tdb
+            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+            .await;
+        assert_eq!(next_ids(&mut rx, 1).await, [first]);
+        let slow = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
+        let txn = slow.begin().await.unwrap();
+        let taken = id_in(
+            &txn,
+            "SELECT nextval(pg_get_serial_sequence('action_log', 'id')) AS id",
+            vec![],
+        )
+        .await;
+        let later = tdb
+            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+            .await;
+        assert_eq!(later, taken + 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        id_in(
+            &txn,
+            "INSERT INTO action_log (id, guild_id, actor_id, action, created_at_s) VALUES ($1, $2, $3, 'claim', 0) RETURNING id",
+            vec![taken.into(), GUILD_A.into(), M.into()],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            nothing_yet(&mut rx),
+            "nothing goes out past an id whose transaction is still open"
+        );
+        txn.commit().await.unwrap();
+        assert_eq!(next_ids(&mut rx, 2).await, [taken, later]);
+        feed.stop();
+        slow.close().await.ok();
+        tdb.cleanup().await;
+    }
+}
+
+/// A row whose transaction stays open while the feed starts (longer than the feed waits for
+/// it), below a row already committed, is published when it commits: publishing starts below
+/// it, not at the newest id.
+#[tokio::test]
+async fn a_row_in_flight_when_the_feed_starts_is_not_lost() {
+    use sea_orm::TransactionTrait as _;
+    for backend in backends() {
+        if !matches!(backend, Backend::Postgres(_)) {
+            continue;
+        }
+        let tdb = migrated(&backend).await;
+        let before = tdb
+            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+            .await;
+        let slow = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
+        let txn = slow.begin().await.unwrap();
+        let held = id_in(
+            &txn,
+            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, $2, 'claim', 0) RETURNING id",
+            vec![GUILD_A.into(), M.into()],
+        )
+        .await;
+        let later = tdb
+            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+            .await;
+        assert_eq!((held, later), (before + 1, before + 2));
+        let (feed, mut rx) = start_feed(&tdb).await;
+        assert_eq!(
+            feed.high_water(),
+            before,
+            "publishing starts below the open row"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(nothing_yet(&mut rx));
+        txn.commit().await.unwrap();
+        assert_eq!(next_ids(&mut rx, 2).await, [held, later]);
+        feed.stop();
+        slow.close().await.ok();
+        tdb.cleanup().await;
     }
 }
 

@@ -10,6 +10,9 @@
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --mode database --postgres postgres://postgres@127.0.0.1:5432/test
 //! # soak: 10 minutes, a stream dropped and resumed with Last-Event-ID every 50 ms
 //! target/release/sse_bench --clients 1000 --events 30000 --rate 50 --reconnect-every-ms 50
+//! # ids committed out of order: two writers on PostgreSQL, each transaction held up to 20 ms
+//! target/release/sse_bench --clients 100 --events 20000 --rate 100 --reconnect-every-ms 50 \
+//!     --mode database --writers 2 --hold-ms 20 --postgres postgres://postgres@127.0.0.1:5432/test
 //! ```
 //!
 //! Reports connections held, events expected vs received per client (loss and duplicates,
@@ -87,9 +90,22 @@ struct Args {
     /// sends `NOTIFY` after each row, as the recorder does.
     #[arg(long)]
     postgres: Option<String>,
+    /// Writer processes of `--mode database`, inserting at once: on PostgreSQL their ids
+    /// commit out of order, which the feed must still deliver exactly once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    writers: u16,
+    /// `--mode database`: each writer keeps its transaction open a random 0 to this many
+    /// milliseconds after its insert (as a bot doing more work in it would), so that a row
+    /// with a higher id often commits before one with a lower id.
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
     /// Internal: run as the writer process of `--mode database`, on this database URL.
     #[arg(long)]
     write_to: Option<String>,
+    /// Internal: which of the `--writers` this writer process is; it writes events `k` with
+    /// `k % writers == writer`.
+    #[arg(long, default_value_t = 0)]
+    writer: u16,
     /// Internal: token for the client process.
     #[arg(long)]
     token: Option<String>,
@@ -132,22 +148,31 @@ fn period(args: &Args) -> Duration {
     Duration::from_micros(1_000_000 / args.rate.max(1))
 }
 
-/// The writer process: inserts `events` rows into `action_log` at `rate` a second over a
-/// connection of its own, without telling the server.
+/// A writer process: inserts its share of the `events` rows into `action_log` (event `k`
+/// with `k % writers == writer`, so that all of them together write the events at `rate` a
+/// second) over a connection of its own, without telling the server.
 async fn write_rows(url: &str, args: &Args) -> anyhow::Result<()> {
-    use sea_orm::ConnectionTrait as _;
+    use rand::Rng as _;
+    use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
     let db = pawtropolis_api::db::connect(url, 1).await?;
-    let mut tick = tokio::time::interval(period(args));
-    for k in 0..args.events {
+    let writers = usize::from(args.writers);
+    let mut tick = tokio::time::interval(period(args) * u32::from(args.writers));
+    for k in (usize::from(args.writer)..args.events).step_by(writers) {
         tick.tick().await;
         let now = now_us();
         let meta = serde_json::json!({ "t_us": now }).to_string();
-        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        let txn = db.begin().await?;
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
             db.get_database_backend(),
             "INSERT INTO action_log (guild_id, actor_id, action, meta_json, created_at_s) VALUES ($1, $2, 'claim', $3, $4)",
             vec![guild(k % usize::from(args.guilds)).into(), "700000000000000001".into(), meta.into(), (now / 1_000_000).into()],
         ))
         .await?;
+        if args.hold_ms > 0 {
+            let hold = rand::rng().random_range(0..=args.hold_ms);
+            tokio::time::sleep(Duration::from_millis(hold)).await;
+        }
+        txn.commit().await?;
         if db.get_database_backend() == sea_orm::DbBackend::Postgres {
             db.execute_unprepared(&format!("NOTIFY {}", pawtropolis_api::feed::NOTIFY_CHANNEL))
                 .await?;
@@ -376,18 +401,32 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, M
                 .await?;
         }
     } else {
-        // Another process, as the bot writing the same SQLite file is.
-        let mut writer = std::process::Command::new(std::env::current_exe()?);
-        writer.args([
-            "--write-to",
-            &url,
-            "--events",
-            &args.events.to_string(),
-            "--rate",
-            &args.rate.to_string(),
-        ]);
-        let status = tokio::process::Command::from(writer).status().await?;
-        anyhow::ensure!(status.success(), "the writer process failed: {status}");
+        // Other processes, as the bot writing the same SQLite file is.
+        let mut writers = Vec::new();
+        for w in 0..args.writers {
+            let mut writer = std::process::Command::new(std::env::current_exe()?);
+            writer.args([
+                "--write-to",
+                &url,
+                "--events",
+                &args.events.to_string(),
+                "--rate",
+                &args.rate.to_string(),
+                "--guilds",
+                &args.guilds.to_string(),
+                "--writers",
+                &args.writers.to_string(),
+                "--writer",
+                &w.to_string(),
+                "--hold-ms",
+                &args.hold_ms.to_string(),
+            ]);
+            writers.push(tokio::process::Command::from(writer).spawn()?);
+        }
+        for mut writer in writers {
+            let status = writer.wait().await?;
+            anyhow::ensure!(status.success(), "a writer process failed: {status}");
+        }
     }
     sampler.abort();
     let mut during_kb = std::mem::take(&mut *during.lock().unwrap());
