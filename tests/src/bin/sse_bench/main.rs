@@ -90,11 +90,11 @@ struct Args {
     /// sends `NOTIFY` after each row, as the recorder does.
     #[arg(long)]
     postgres: Option<String>,
-    /// Writer processes of `--mode database`, inserting at once: on PostgreSQL their ids
+    /// Writer processes of `--mode database` on PostgreSQL, inserting at once: their ids
     /// commit out of order, which the feed must still deliver exactly once.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     writers: u16,
-    /// `--mode database`: each writer keeps its transaction open a random 0 to this many
+    /// `--mode database` on PostgreSQL: each writer keeps its transaction open a random 0 to this many
     /// milliseconds after its insert (as a bot doing more work in it would), so that a row
     /// with a higher id often commits before one with a lower id.
     #[arg(long, default_value_t = 0)]
@@ -161,18 +161,25 @@ async fn write_rows(url: &str, args: &Args) -> anyhow::Result<()> {
         tick.tick().await;
         let now = now_us();
         let meta = serde_json::json!({ "t_us": now }).to_string();
-        let txn = db.begin().await?;
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        let insert = sea_orm::Statement::from_sql_and_values(
             db.get_database_backend(),
             "INSERT INTO action_log (guild_id, actor_id, action, meta_json, created_at_s) VALUES ($1, $2, 'claim', $3, $4)",
-            vec![guild(k % usize::from(args.guilds)).into(), "700000000000000001".into(), meta.into(), (now / 1_000_000).into()],
-        ))
-        .await?;
+            vec![
+                guild(k % usize::from(args.guilds)).into(),
+                "700000000000000001".into(),
+                meta.into(),
+                (now / 1_000_000).into(),
+            ],
+        );
         if args.hold_ms > 0 {
+            let txn = db.begin().await?;
+            txn.execute_raw(insert).await?;
             let hold = rand::rng().random_range(0..=args.hold_ms);
             tokio::time::sleep(Duration::from_millis(hold)).await;
+            txn.commit().await?;
+        } else {
+            db.execute_raw(insert).await?;
         }
-        txn.commit().await?;
         if db.get_database_backend() == sea_orm::DbBackend::Postgres {
             db.execute_unprepared(&format!("NOTIFY {}", pawtropolis_api::feed::NOTIFY_CHANNEL))
                 .await?;
@@ -225,6 +232,10 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(write_rows(&url, &args));
     }
+    anyhow::ensure!(
+        (args.writers == 1 && args.hold_ms == 0) || args.postgres.is_some(),
+        "--writers and --hold-ms are for PostgreSQL: SQLite takes one writer at a time, so its ids commit in order"
+    );
     anyhow::ensure!(
         args.front != "raw" || args.guilds == 1,
         "--front raw sends every event to every stream: one guild only"
