@@ -80,10 +80,12 @@ struct Gap {
     settled: bool,
 }
 
-/// Locks on `action_log` and its id sequence held by transactions other than the feed's
-/// (`$1`: which of them; a prepared transaction keeps its locks with no backend).
+/// Writers' locks on `action_log` and its id sequence, held by transactions other than the
+/// feed's (a prepared transaction keeps its locks with no backend). `nextval` and `INSERT`
+/// take `RowExclusiveLock`; readers (`AccessShareLock`, a dashboard query or a stream's
+/// replay) are not waited for.
 const WRITER_LOCKS: &str = "FROM pg_locks l \
-     WHERE l.locktype = 'relation' AND l.granted \
+     WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'RowExclusiveLock' \
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
        AND l.relation IN ('action_log'::regclass, to_regclass(pg_get_serial_sequence('action_log', 'id'))) \
        AND l.pid IS DISTINCT FROM pg_backend_pid()";

@@ -563,6 +563,46 @@ async fn an_id_taken_before_its_row_is_written_is_not_lost() {
     }
 }
 
+/// A hole left by a rolled-back insert holds nothing up, even while a long read of
+/// `action_log` is open: the feed waits for writers only.
+#[tokio::test]
+async fn a_rolled_back_id_waits_for_no_reader() {
+    use sea_orm::TransactionTrait as _;
+    for backend in backends() {
+        if !matches!(backend, Backend::Postgres(_)) {
+            continue;
+        }
+        let tdb = migrated(&backend).await;
+        let (feed, mut rx) = start_feed(&tdb).await;
+        let reader_conn = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
+        let reader = reader_conn.begin().await.unwrap();
+        id_in(&reader, "SELECT COUNT(*) AS id FROM action_log", vec![]).await;
+        let writer = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
+        let undone = writer.begin().await.unwrap();
+        let rolled_back = id_in(
+            &undone,
+            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, $2, 'claim', 0) RETURNING id",
+            vec![GUILD_A.into(), M.into()],
+        )
+        .await;
+        undone.rollback().await.unwrap();
+        let after = tdb
+            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+            .await;
+        assert_eq!(after, rolled_back + 1);
+        assert_eq!(
+            next_ids(&mut rx, 1).await,
+            [after],
+            "the reader is still open"
+        );
+        reader.commit().await.unwrap();
+        feed.stop();
+        reader_conn.close().await.ok();
+        writer.close().await.ok();
+        tdb.cleanup().await;
+    }
+}
+
 /// A row whose transaction stays open while the feed starts (longer than the feed waits for
 /// it), below a row already committed, is published when it commits: publishing starts below
 /// it, not at the newest id.
