@@ -63,8 +63,8 @@ const BATCH: i64 = 500;
 /// A writer takes its id from the sequence (`nextval`, which locks the sequence until the
 /// transaction ends) before it inserts, and may get a transaction id only later, or never
 /// show one before it commits (a trigger, or `SELECT nextval(…)` then `INSERT`). So the feed
-/// does not wait on transaction ids: it waits until every transaction that held a lock on
-/// `action_log` or its sequence when the hole was seen has ended.
+/// does not wait on transaction ids: it waits until every transaction that held a writer's
+/// lock on the sequence when the hole was seen has ended.
 struct Gap {
     /// Every hole below this id is covered by the wait: the highest id of the read that found
     /// the hole. That row had committed, so a transaction holding any lower id had taken it,
@@ -72,6 +72,8 @@ struct Gap {
     upto: i64,
     /// Those transactions (`pg_locks.virtualtransaction`, comma-separated).
     writers: String,
+    /// The relation whose lock they held (see [`id_source`]).
+    source: i64,
     /// When the hole was seen, to say so in the log when a writer keeps it open for long.
     since: std::time::Instant,
     /// Whether the log said so already.
@@ -80,15 +82,57 @@ struct Gap {
     settled: bool,
 }
 
-/// Writers' locks on `action_log` and its id sequence, held by transactions other than the
-/// feed's (a prepared transaction keeps its locks with no backend). `nextval` and `INSERT`
-/// take `RowExclusiveLock`; readers (`AccessShareLock`, a dashboard query or a stream's
-/// replay) are not waited for.
+/// Writers' locks on the relation `$1` (see [`id_source`]), held by transactions other than
+/// the feed's (a prepared transaction keeps its locks with no backend). `nextval` takes
+/// `RowExclusiveLock` on the sequence; readers of the table, and `UPDATE`s or `DELETE`s of it
+/// (a retention purge), do not lock the sequence and are not waited for.
 const WRITER_LOCKS: &str = "FROM pg_locks l \
      WHERE l.locktype = 'relation' AND l.granted AND l.mode = 'RowExclusiveLock' \
        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-       AND l.relation IN ('action_log'::regclass, to_regclass(pg_get_serial_sequence('action_log', 'id'))) \
+       AND l.relation = $1::bigint::oid \
        AND l.pid IS DISTINCT FROM pg_backend_pid()";
+
+/// The relation whose writers a hole waits for: the sequence `action_log.id` takes its values
+/// from (through its default, whether or not the column owns it, or as an identity column),
+/// else `action_log` itself. Logged when the guarantee is weaker than the usual one.
+async fn id_source(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let sequence = db::query_scalar::<Option<i64>>(
+        db,
+        "SELECT COALESCE( \
+           (SELECT d.refobjid::bigint FROM pg_attrdef ad \
+              JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum AND a.attname = 'id' \
+              JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid \
+                AND d.refclassid = 'pg_class'::regclass \
+              JOIN pg_class c ON c.oid = d.refobjid AND c.relkind = 'S' \
+             WHERE ad.adrelid = 'action_log'::regclass LIMIT 1), \
+           to_regclass(pg_get_serial_sequence('action_log', 'id'))::oid::bigint)",
+        vec![],
+    )
+    .await?
+    .flatten();
+    let Some(sequence) = sequence else {
+        tracing::warn!(
+            "action_log.id takes its values from no sequence the live feed can find: at a hole it waits for writers of the table instead, and ids taken before the transaction writes the row may be missed"
+        );
+        return db::query_scalar(db, "SELECT 'action_log'::regclass::oid::bigint", vec![])
+            .await?
+            .ok_or_else(|| DbErr::Custom("action_log has no oid".into()));
+    };
+    let cache = db::query_scalar::<i64>(
+        db,
+        "SELECT seqcache FROM pg_sequence WHERE seqrelid = $1::bigint::oid",
+        vec![sequence.into()],
+    )
+    .await?
+    .unwrap_or(1);
+    if cache > 1 {
+        tracing::warn!(
+            cache,
+            "the sequence of action_log.id hands out ids in blocks per session (CACHE above 1): a stream may miss rows whose ids come from an older block"
+        );
+    }
+    Ok(sequence)
+}
 
 /// A gap long open is logged after this long: every stream of the server waits on it.
 const GAP_WARN_AFTER: Duration = Duration::from_secs(10);
@@ -106,12 +150,12 @@ const START_WINDOW: i64 = 10_000;
 /// from below finds that row in the database. A writer that keeps its transaction open longer
 /// makes publishing start just below the lowest missing id among the newest [`START_WINDOW`]
 /// instead, and wait there as at any hole.
-async fn start_mark(db: &DatabaseConnection) -> Result<i64, DbErr> {
+async fn start_mark(db: &DatabaseConnection, source: i64) -> Result<i64, DbErr> {
     let newest = db::max_action_id(db).await?;
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(newest);
     }
-    let mut busy = Gap::open(db, newest).await?;
+    let mut busy = Gap::open(db, newest, source).await?;
     let deadline = tokio::time::Instant::now() + START_WAIT;
     while !busy.check(db).await? {
         if tokio::time::Instant::now() >= deadline {
@@ -132,14 +176,14 @@ async fn start_mark(db: &DatabaseConnection) -> Result<i64, DbErr> {
 
 impl Gap {
     /// A gap seen by a read whose highest id was `upto`.
-    async fn open(db: &DatabaseConnection, upto: i64) -> Result<Self, DbErr> {
+    async fn open(db: &DatabaseConnection, upto: i64, source: i64) -> Result<Self, DbErr> {
         // The transactions holding the locks now.
         let writers: String = db::query_scalar(
             db,
             format!(
                 "SELECT COALESCE(string_agg(DISTINCT l.virtualtransaction, ','), '') {WRITER_LOCKS}"
             ),
-            vec![],
+            vec![source.into()],
         )
         .await?
         .unwrap_or_default();
@@ -147,6 +191,7 @@ impl Gap {
             settled: writers.is_empty(),
             upto,
             writers,
+            source,
             since: std::time::Instant::now(),
             warned: false,
         })
@@ -160,9 +205,9 @@ impl Gap {
                 db,
                 format!(
                     "SELECT string_agg(DISTINCT COALESCE(l.pid::text, 'prepared'), ', ') {WRITER_LOCKS} \
-                     AND (l.virtualtransaction = ANY(string_to_array($1, ',')) OR l.pid IS NULL)"
+                     AND (l.virtualtransaction = ANY(string_to_array($2, ',')) OR l.pid IS NULL)"
                 ),
-                vec![self.writers.clone().into()],
+                vec![self.source.into(), self.writers.clone().into()],
             )
             .await?
             .flatten();
@@ -207,6 +252,8 @@ struct Inner {
     guilds: std::sync::Mutex<HashMap<String, broadcast::Sender<Arc<FeedEvent>>>>,
     /// Every row with an id at or below this has been published (or given up as a hole).
     high_water: AtomicI64,
+    /// On PostgreSQL, the relation whose writers a hole waits for ([`id_source`]).
+    id_source: i64,
     /// Shared with the feed's thread, which holds the feed itself only weakly.
     wake: Arc<Notify>,
     /// Dropped with the last handle, which also ends the feed's thread.
@@ -306,7 +353,12 @@ impl Target {
 impl ActionFeed {
     /// Starts publishing rows written from now on.
     pub async fn start(db: DatabaseConnection, poll: Duration) -> Result<Self, DbErr> {
-        let start = start_mark(&db).await?;
+        let id_source = if db.get_database_backend() == DbBackend::Postgres {
+            id_source(&db).await?
+        } else {
+            0
+        };
+        let start = start_mark(&db, id_source).await?;
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (stop, _) = watch::channel(false);
         let feed = Self {
@@ -314,6 +366,7 @@ impl ActionFeed {
                 tx,
                 guilds: std::sync::Mutex::new(HashMap::new()),
                 high_water: AtomicI64::new(start),
+                id_source,
                 wake: Arc::new(Notify::new()),
                 stop,
             }),
@@ -436,7 +489,7 @@ impl ActionFeed {
                             let last = rows
                                 .last()
                                 .map_or(id, |r| r.try_get("", "id").unwrap_or(id));
-                            let opened = Gap::open(db, last).await?;
+                            let opened = Gap::open(db, last, self.inner.id_source).await?;
                             let settled = opened.settled;
                             *gap = Some(opened);
                             // No writer was busy: the hole is a rolled-back id. Read again

@@ -384,6 +384,9 @@ impl StreamApi {
             tokio::pin!(stop);
             let period = settings.sse_heartbeat;
             let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            // After a client stalls, one heartbeat (and one session check), not one per period
+            // missed.
+            heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 // `yield` stays outside `select!`: the macro's branches are not the stream's body.
                 // Biased, the stop and the session check first: a client that stopped reading

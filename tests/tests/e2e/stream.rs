@@ -305,7 +305,7 @@ async fn resume_isolation_and_resync() {
         drop(s);
 
         if matches!(backend, Backend::Sqlite) {
-            // A row that cannot be read (SQLite keeps bytes that are not UTF-8 in a TEXT
+            // A row that cannot be read (SQLite keeps a blob that is not UTF-8 in a TEXT
             // column): a replay leaves it out, as the live feed does, rather than failing every
             // reconnect after it.
             app.tdb
@@ -315,6 +315,13 @@ async fn resume_isolation_and_resync() {
                 )
                 .await;
             let after_bad = rec.record(action(GUILD_A, "approve")).await.unwrap();
+            // Published before the stream opens, so that it comes by replay, not live.
+            let mut waited = 0;
+            while app.api.feed().high_water() < after_bad && waited < 50 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                waited += 1;
+            }
+            assert!(app.api.feed().high_water() >= after_bad);
             let from = live.to_string();
             let mut s = SseClient::connect(&app.base, &path(""), &token, Some(from.as_str())).await;
             assert_eq!(s.next_action(SECS).await.unwrap().id, Some(after_bad));
@@ -515,7 +522,9 @@ async fn id_in(txn: &sea_orm::DatabaseTransaction, sql: &str, values: Vec<sea_or
 
 /// On PostgreSQL a writer may take its id (`nextval`) long before it writes the row, and get
 /// a transaction id only then. The feed must not publish past that id while its transaction is
-/// open, however many polls go by, and must publish it once it commits.
+/// open, however many polls go by, and must publish it once it commits: with the table the
+/// migration creates, and with a bot's table whose ids come from a sequence the column does
+/// not own (which `pg_get_serial_sequence` does not find).
 #[tokio::test]
 async fn an_id_taken_before_its_row_is_written_is_not_lost() {
     use sea_orm::TransactionTrait as _;
@@ -523,48 +532,58 @@ async fn an_id_taken_before_its_row_is_written_is_not_lost() {
         if !matches!(backend, Backend::Postgres(_)) {
             continue;
         }
-        let tdb = migrated(&backend).await;
-        let (feed, mut rx) = start_feed(&tdb).await;
-        // The sequence's first value is written to the WAL with the next 32, which gives the
-        // transaction taking it a transaction id at once; the ones after it do not.
-        let first = tdb
-            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+        for sequence in ["pg_get_serial_sequence('action_log', 'id')", "'bot_ids'"] {
+            let tdb = TestDb::new(&backend).await;
+            if sequence == "'bot_ids'" {
+                tdb.exec("CREATE SEQUENCE bot_ids", vec![]).await;
+                tdb.exec(
+                "CREATE TABLE action_log (id BIGINT PRIMARY KEY DEFAULT nextval('bot_ids'), guild_id TEXT NOT NULL, \
+                 actor_id TEXT NOT NULL, action TEXT NOT NULL, created_at_s BIGINT NOT NULL)",
+                vec![],
+            )
             .await;
-        assert_eq!(next_ids(&mut rx, 1).await, [first]);
-        let slow = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
-        let txn = slow.begin().await.unwrap();
-        let taken = id_in(
-            &txn,
-            "SELECT nextval(pg_get_serial_sequence('action_log', 'id')) AS id",
-            vec![],
-        )
-        .await;
-        let later = tdb
-            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
-            .await;
-        assert_eq!(later, taken + 1);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        id_in(
+            }
+            migration::cli::run(&tdb.db, &migration::cli::MigrateCommand::Up { steps: None })
+                .await
+                .unwrap();
+            let (feed, mut rx) = start_feed(&tdb).await;
+            // The sequence's first value is written to the WAL with the next 32, which gives the
+            // transaction taking it a transaction id at once; the ones after it do not.
+            let first = tdb
+                .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+                .await;
+            assert_eq!(next_ids(&mut rx, 1).await, [first]);
+            let slow = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
+            let txn = slow.begin().await.unwrap();
+            let taken = id_in(&txn, &format!("SELECT nextval({sequence}) AS id"), vec![]).await;
+            let later = tdb
+                .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+                .await;
+            assert_eq!(later, taken + 1);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            id_in(
             &txn,
             "INSERT INTO action_log (id, guild_id, actor_id, action, created_at_s) VALUES ($1, $2, $3, 'claim', 0) RETURNING id",
             vec![taken.into(), GUILD_A.into(), M.into()],
         )
         .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            nothing_yet(&mut rx),
-            "nothing goes out past an id whose transaction is still open"
-        );
-        txn.commit().await.unwrap();
-        assert_eq!(next_ids(&mut rx, 2).await, [taken, later]);
-        feed.stop();
-        slow.close().await.ok();
-        tdb.cleanup().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(
+                nothing_yet(&mut rx),
+                "{sequence}: nothing goes out past an id whose transaction is still open"
+            );
+            txn.commit().await.unwrap();
+            assert_eq!(next_ids(&mut rx, 2).await, [taken, later], "{sequence}");
+            feed.stop();
+            slow.close().await.ok();
+            tdb.cleanup().await;
+        }
     }
 }
 
 /// A hole left by a rolled-back insert holds nothing up, even while a long read of
-/// `action_log` is open: the feed waits for writers only.
+/// `action_log` and a purge of old rows are open: the feed waits only for transactions that
+/// took an id.
 #[tokio::test]
 async fn a_rolled_back_id_waits_for_no_reader() {
     use sea_orm::TransactionTrait as _;
@@ -577,6 +596,14 @@ async fn a_rolled_back_id_waits_for_no_reader() {
         let reader_conn = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
         let reader = reader_conn.begin().await.unwrap();
         id_in(&reader, "SELECT COUNT(*) AS id FROM action_log", vec![]).await;
+        let purge_conn = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
+        let purge = purge_conn.begin().await.unwrap();
+        id_in(
+            &purge,
+            "WITH gone AS (DELETE FROM action_log WHERE created_at_s < 0 RETURNING id) SELECT COUNT(*) AS id FROM gone",
+            vec![],
+        )
+        .await;
         let writer = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
         let undone = writer.begin().await.unwrap();
         let rolled_back = id_in(
@@ -596,8 +623,10 @@ async fn a_rolled_back_id_waits_for_no_reader() {
             "the reader is still open"
         );
         reader.commit().await.unwrap();
+        purge.commit().await.unwrap();
         feed.stop();
         reader_conn.close().await.ok();
+        purge_conn.close().await.ok();
         writer.close().await.ok();
         tdb.cleanup().await;
     }
