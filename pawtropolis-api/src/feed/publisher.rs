@@ -150,11 +150,11 @@ const START_WINDOW: i64 = 10_000;
 /// from below finds that row in the database. A writer that keeps its transaction open longer
 /// makes publishing start just below the lowest missing id among the newest [`START_WINDOW`]
 /// instead, and wait there as at any hole.
-async fn start_mark(db: &DatabaseConnection, source: i64) -> Result<i64, DbErr> {
+async fn start_mark(db: &DatabaseConnection, source: Option<i64>) -> Result<i64, DbErr> {
     let newest = db::max_action_id(db).await?;
-    if db.get_database_backend() != DbBackend::Postgres {
+    let Some(source) = source else {
         return Ok(newest);
-    }
+    };
     let mut busy = Gap::open(db, newest, source).await?;
     let deadline = tokio::time::Instant::now() + START_WAIT;
     while !busy.check(db).await? {
@@ -252,8 +252,9 @@ struct Inner {
     guilds: std::sync::Mutex<HashMap<String, broadcast::Sender<Arc<FeedEvent>>>>,
     /// Every row with an id at or below this has been published (or given up as a hole).
     high_water: AtomicI64,
-    /// On PostgreSQL, the relation whose writers a hole waits for ([`id_source`]).
-    id_source: i64,
+    /// The relation whose writers a hole waits for ([`id_source`]); on PostgreSQL only, where
+    /// ids can commit out of order.
+    id_source: Option<i64>,
     /// Shared with the feed's thread, which holds the feed itself only weakly.
     wake: Arc<Notify>,
     /// Dropped with the last handle, which also ends the feed's thread.
@@ -354,9 +355,9 @@ impl ActionFeed {
     /// Starts publishing rows written from now on.
     pub async fn start(db: DatabaseConnection, poll: Duration) -> Result<Self, DbErr> {
         let id_source = if db.get_database_backend() == DbBackend::Postgres {
-            id_source(&db).await?
+            Some(id_source(&db).await?)
         } else {
-            0
+            None
         };
         let start = start_mark(&db, id_source).await?;
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
@@ -459,7 +460,6 @@ impl ActionFeed {
         db: &DatabaseConnection,
         gap: &mut Option<Gap>,
     ) -> Result<(), DbErr> {
-        let postgres = db.get_database_backend() == DbBackend::Postgres;
         'read: loop {
             // Checked before reading the rows: a transaction that ends before this check has
             // its row in the read below.
@@ -481,7 +481,7 @@ impl ActionFeed {
                 // A hole on PostgreSQL: a lower id may still be in an open transaction. Wait
                 // until every writer busy when the hole was seen has ended. On SQLite ids
                 // commit in order; a hole there is a deleted row.
-                if id != expected && postgres {
+                if let Some(source) = self.inner.id_source.filter(|_| id != expected) {
                     match gap.as_ref() {
                         Some(g) if id <= g.upto && settled => {}
                         Some(g) if id <= g.upto || !settled => return Ok(()),
@@ -489,7 +489,7 @@ impl ActionFeed {
                             let last = rows
                                 .last()
                                 .map_or(id, |r| r.try_get("", "id").unwrap_or(id));
-                            let opened = Gap::open(db, last, self.inner.id_source).await?;
+                            let opened = Gap::open(db, last, source).await?;
                             let settled = opened.settled;
                             *gap = Some(opened);
                             // No writer was busy: the hole is a rolled-back id. Read again

@@ -163,24 +163,6 @@ enum Step {
 /// Rows a replay reads at a time: a stream holds one page, not everything it missed.
 const REPLAY_PAGE: i64 = 256;
 
-/// Whether `guild` has more than `max` rows with `after < id <= upto` (one index probe, not a
-/// count of them all).
-async fn too_many(
-    db: &DatabaseConnection,
-    guild: &str,
-    after: i64,
-    upto: i64,
-    max: u32,
-) -> Result<bool, ApiError> {
-    let beyond: Option<i64> = db::query_scalar(
-        db,
-        "SELECT id FROM action_log WHERE guild_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT 1 OFFSET $4",
-        vec![guild.into(), after.into(), upto.into(), i64::from(max).into()],
-    )
-    .await?;
-    Ok(beyond.is_some())
-}
-
 /// The frames of the rows of `guild` with `after < id <= upto`, in id order, a page at a
 /// time; or [`RESYNC`] alone when there are more than `max`. A row that cannot be read is
 /// left out (and logged), as the live feed leaves it out: failing on it would fail every
@@ -193,29 +175,45 @@ fn replay(
     max: u32,
 ) -> impl futures_util::Stream<Item = Result<Bytes, ApiError>> {
     async_stream::try_stream! {
-        if upto > after {
-            if too_many(&db, &guild, after, upto, max).await? {
-                yield Bytes::from_static(RESYNC);
-                return;
+        let max = i64::from(max);
+        let mut from = after;
+        let mut first = true;
+        while from < upto {
+            let rows = db::query_all(
+                &db,
+                format!("SELECT {ITEM_COLUMNS} FROM action_log WHERE guild_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4"),
+                vec![guild.clone().into(), from.into(), upto.into(), REPLAY_PAGE.into()],
+            )
+            .await?;
+            let fetched = rows.len() as i64;
+            // The first page tells whether there are too many, unless it is full and the limit
+            // lies beyond it: then one probe at the limit does (a reconnect that missed a few
+            // rows costs one query).
+            if first {
+                first = false;
+                let too_many = fetched > max
+                    || (fetched == REPLAY_PAGE
+                        && db::query_scalar::<i64>(
+                            &db,
+                            "SELECT id FROM action_log WHERE guild_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT 1 OFFSET $4",
+                            vec![guild.clone().into(), after.into(), upto.into(), max.into()],
+                        )
+                        .await?
+                        .is_some());
+                if too_many {
+                    yield Bytes::from_static(RESYNC);
+                    return;
+                }
             }
-            let mut from = after;
-            loop {
-                let rows = db::query_all(
-                    &db,
-                    format!("SELECT {ITEM_COLUMNS} FROM action_log WHERE guild_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4"),
-                    vec![guild.clone().into(), from.into(), upto.into(), REPLAY_PAGE.into()],
-                )
-                .await?;
-                for row in &rows {
-                    from = row.try_get("", "id")?;
-                    match LogItem::from_row(row) {
-                        Ok(item) => yield frame_of(&item),
-                        Err(e) => tracing::warn!(error = %e, id = from, "replay skips an action_log row it cannot read"),
-                    }
+            for row in &rows {
+                from = row.try_get("", "id")?;
+                match LogItem::from_row(row) {
+                    Ok(item) => yield frame_of(&item),
+                    Err(e) => tracing::warn!(error = %e, id = from, "replay skips an action_log row it cannot read"),
                 }
-                if (rows.len() as i64) < REPLAY_PAGE {
-                    break;
-                }
+            }
+            if fetched < REPLAY_PAGE {
+                break;
             }
         }
     }
@@ -333,21 +331,17 @@ impl StreamApi {
             // every event until ids caught up: reload instead, and go on from the mark. An id
             // past this server's mark but in the database is fine (another instance published
             // further).
-            let mut resume = resume;
-            let mut unknown_id = false;
-            if let Some(after) = resume.filter(|after| *after > mark) {
-                match db::max_action_id(&state.db).await {
-                    Ok(newest) if after > newest => {
-                        resume = None;
-                        unknown_id = true;
-                    }
-                    Ok(_) => {}
+            let unknown_id = match resume.filter(|after| *after > mark) {
+                None => false,
+                Some(after) => match db::max_action_id(&state.db).await {
+                    Ok(newest) => after > newest,
                     Err(e) => {
                         tracing::warn!(error = %e, "stream could not check its Last-Event-ID; closing so the client retries");
                         return;
                     }
-                }
-            }
+                },
+            };
+            let resume = resume.filter(|_| !unknown_id);
             // The `id:` sets the browser's last event id before any event comes (a block
             // without data dispatches nothing, but its id is kept): a stream that drops before
             // its first event resumes from here instead of reconnecting as a new stream and
@@ -446,5 +440,68 @@ impl StreamApi {
             "no-cache".into(),
             "no".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The ids of what `replay` sends, or `None` for a resync.
+    async fn replayed(
+        db: &DatabaseConnection,
+        after: i64,
+        upto: i64,
+        max: u32,
+    ) -> Option<Vec<i64>> {
+        let frames: Vec<Bytes> = replay(db.clone(), "1".into(), after, upto, max)
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        if frames.first().is_some_and(|f| f.as_ref() == RESYNC) {
+            assert_eq!(frames.len(), 1, "a resync comes alone");
+            return None;
+        }
+        Some(
+            frames
+                .iter()
+                .map(|f| {
+                    let text = std::str::from_utf8(f).unwrap();
+                    text.lines().next().unwrap()["id: ".len()..]
+                        .parse()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+
+    /// Pages, the limit on either side of a page, the bounds, and another guild's rows.
+    #[tokio::test]
+    async fn replay_pages_and_its_limit() {
+        let db = db::connect("sqlite::memory:", 2).await.unwrap();
+        migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+        // Ids 1..=600 in guild 1, then 601..=610 in guild 2.
+        db::execute(
+            &db,
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 610) \
+             INSERT INTO action_log (guild_id, actor_id, action, created_at_s) \
+             SELECT CASE WHEN i <= 600 THEN '1' ELSE '2' END, '2', 'claim', 0 FROM n",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let ids = |from: i64, to: i64| Some((from..=to).collect::<Vec<_>>());
+        // Three pages, exactly at the limit.
+        assert_eq!(replayed(&db, 0, 610, 600).await, ids(1, 600));
+        // One row over a limit beyond the first page: the probe.
+        assert_eq!(replayed(&db, 0, 610, 599).await, None);
+        // Over a limit within the first page.
+        assert_eq!(replayed(&db, 0, 610, 5).await, None);
+        assert_eq!(replayed(&db, 590, 600, 9).await, None);
+        assert_eq!(replayed(&db, 590, 598, 9).await, ids(591, 598));
+        assert_eq!(replayed(&db, 600, 610, 5).await, Some(Vec::new()));
     }
 }

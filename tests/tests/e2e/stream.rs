@@ -520,6 +520,23 @@ async fn id_in(txn: &sea_orm::DatabaseTransaction, sql: &str, values: Vec<sea_or
     .unwrap()
 }
 
+/// A transaction on a connection of its own, as another process's.
+async fn transaction_elsewhere(tdb: &TestDb) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait as _;
+    let db = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
+    db.begin().await.unwrap()
+}
+
+/// Inserts a row of guild A in `txn` and returns its id.
+async fn insert_in(txn: &sea_orm::DatabaseTransaction) -> i64 {
+    id_in(
+        txn,
+        "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, $2, 'claim', 0) RETURNING id",
+        vec![GUILD_A.into(), M.into()],
+    )
+    .await
+}
+
 /// On PostgreSQL a writer may take its id (`nextval`) long before it writes the row, and get
 /// a transaction id only then. The feed must not publish past that id while its transaction is
 /// open, however many polls go by, and must publish it once it commits: with the table the
@@ -527,7 +544,6 @@ async fn id_in(txn: &sea_orm::DatabaseTransaction, sql: &str, values: Vec<sea_or
 /// not own (which `pg_get_serial_sequence` does not find).
 #[tokio::test]
 async fn an_id_taken_before_its_row_is_written_is_not_lost() {
-    use sea_orm::TransactionTrait as _;
     for backend in backends() {
         if !matches!(backend, Backend::Postgres(_)) {
             continue;
@@ -553,8 +569,7 @@ async fn an_id_taken_before_its_row_is_written_is_not_lost() {
                 .insert_action(GUILD_A, "claim", M, None, None, 0, None)
                 .await;
             assert_eq!(next_ids(&mut rx, 1).await, [first]);
-            let slow = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
-            let txn = slow.begin().await.unwrap();
+            let txn = transaction_elsewhere(&tdb).await;
             let taken = id_in(&txn, &format!("SELECT nextval({sequence}) AS id"), vec![]).await;
             let later = tdb
                 .insert_action(GUILD_A, "claim", M, None, None, 0, None)
@@ -575,7 +590,6 @@ async fn an_id_taken_before_its_row_is_written_is_not_lost() {
             txn.commit().await.unwrap();
             assert_eq!(next_ids(&mut rx, 2).await, [taken, later], "{sequence}");
             feed.stop();
-            slow.close().await.ok();
             tdb.cleanup().await;
         }
     }
@@ -586,32 +600,23 @@ async fn an_id_taken_before_its_row_is_written_is_not_lost() {
 /// took an id.
 #[tokio::test]
 async fn a_rolled_back_id_waits_for_no_reader() {
-    use sea_orm::TransactionTrait as _;
     for backend in backends() {
         if !matches!(backend, Backend::Postgres(_)) {
             continue;
         }
         let tdb = migrated(&backend).await;
         let (feed, mut rx) = start_feed(&tdb).await;
-        let reader_conn = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
-        let reader = reader_conn.begin().await.unwrap();
+        let reader = transaction_elsewhere(&tdb).await;
         id_in(&reader, "SELECT COUNT(*) AS id FROM action_log", vec![]).await;
-        let purge_conn = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
-        let purge = purge_conn.begin().await.unwrap();
+        let purge = transaction_elsewhere(&tdb).await;
         id_in(
             &purge,
             "WITH gone AS (DELETE FROM action_log WHERE created_at_s < 0 RETURNING id) SELECT COUNT(*) AS id FROM gone",
             vec![],
         )
         .await;
-        let writer = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
-        let undone = writer.begin().await.unwrap();
-        let rolled_back = id_in(
-            &undone,
-            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, $2, 'claim', 0) RETURNING id",
-            vec![GUILD_A.into(), M.into()],
-        )
-        .await;
+        let undone = transaction_elsewhere(&tdb).await;
+        let rolled_back = insert_in(&undone).await;
         undone.rollback().await.unwrap();
         let after = tdb
             .insert_action(GUILD_A, "claim", M, None, None, 0, None)
@@ -625,9 +630,6 @@ async fn a_rolled_back_id_waits_for_no_reader() {
         reader.commit().await.unwrap();
         purge.commit().await.unwrap();
         feed.stop();
-        reader_conn.close().await.ok();
-        purge_conn.close().await.ok();
-        writer.close().await.ok();
         tdb.cleanup().await;
     }
 }
@@ -637,7 +639,6 @@ async fn a_rolled_back_id_waits_for_no_reader() {
 /// it, not at the newest id.
 #[tokio::test]
 async fn a_row_in_flight_when_the_feed_starts_is_not_lost() {
-    use sea_orm::TransactionTrait as _;
     for backend in backends() {
         if !matches!(backend, Backend::Postgres(_)) {
             continue;
@@ -646,14 +647,8 @@ async fn a_row_in_flight_when_the_feed_starts_is_not_lost() {
         let before = tdb
             .insert_action(GUILD_A, "claim", M, None, None, 0, None)
             .await;
-        let slow = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
-        let txn = slow.begin().await.unwrap();
-        let held = id_in(
-            &txn,
-            "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, $2, 'claim', 0) RETURNING id",
-            vec![GUILD_A.into(), M.into()],
-        )
-        .await;
+        let txn = transaction_elsewhere(&tdb).await;
+        let held = insert_in(&txn).await;
         let later = tdb
             .insert_action(GUILD_A, "claim", M, None, None, 0, None)
             .await;
@@ -669,7 +664,6 @@ async fn a_row_in_flight_when_the_feed_starts_is_not_lost() {
         txn.commit().await.unwrap();
         assert_eq!(next_ids(&mut rx, 2).await, [held, later]);
         feed.stop();
-        slow.close().await.ok();
         tdb.cleanup().await;
     }
 }
