@@ -46,6 +46,7 @@ pub use auth::{Principal, SessionVerifier};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
 pub use logs::direct::{LISTEN_BACKLOG, StreamAcceptor, bind_tcp};
+pub use logs::write_timeout::{WRITE_TIMEOUT, WriteTimeoutAcceptor};
 
 /// Where [`register_api_routes`] serves the live stream (for [`StreamAcceptor`]).
 pub const STREAM_PATH: &str = "/api/logs/stream";

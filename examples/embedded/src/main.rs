@@ -13,11 +13,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pawtropolis_api::{
-    ApiError, PawtropolisApi, Principal, SessionVerifier, SystemClock,
+    ApiError, PawtropolisApi, Principal, SessionVerifier, SystemClock, WRITE_TIMEOUT,
+    WriteTimeoutAcceptor,
     auth::{ApiTokenVerifier, Credential, GuildScope, VerifierChain},
     register_api_routes,
 };
-use poem::{Route, Server, get, handler, listener::TcpListener};
+use poem::{
+    Route, Server, get, handler,
+    listener::{Listener as _, TcpListener},
+};
 
 /// The host's own check: one admin secret that may read every guild.
 struct AdminSecret(String);
@@ -64,7 +68,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     let app = register_api_routes(Route::new().at("/hello", get(hello)), &api);
-    Server::new(TcpListener::bind("127.0.0.1:3001"))
+    // A live stream whose client stops reading would otherwise hold its connection for good.
+    let tcp = TcpListener::bind("127.0.0.1:3001").into_acceptor().await?;
+    Server::new_with_acceptor(WriteTimeoutAcceptor::new(tcp, WRITE_TIMEOUT))
         .run(app)
         .await?;
     Ok(())

@@ -10,9 +10,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use pawtropolis_api::{ApiSettings, PawtropolisApi, register_api_routes};
+use pawtropolis_api::{
+    ApiSettings, PawtropolisApi, STREAM_PATH, StreamAcceptor, bind_tcp, register_api_routes,
+};
 use pawtropolis_bot_example::{ModeratorAction, build_dashboard, record_action};
-use poem::{Route, Server, listener::TcpListener};
+use poem::{EndpointExt as _, Route, Server};
 use serenity::{
     all::{Context, EventHandler, GatewayIntents, Member, Ready},
     async_trait,
@@ -46,11 +48,21 @@ impl EventHandler for Handler {
             }
         };
         let _ = self.api.set(api.clone());
-        let app = register_api_routes(Route::new(), &api);
+        let app = Arc::new(register_api_routes(Route::new(), &api).map_to_response());
         let bind = self.bind.clone();
         tokio::spawn(async move {
+            let tcp = match bind_tcp(&bind).await {
+                Ok(tcp) => tcp,
+                Err(e) => {
+                    tracing::error!(%bind, error = %e, "could not listen for the dashboard API");
+                    return;
+                }
+            };
+            // Dashboards idle on live streams all day: answered from the socket, a few KB
+            // each; a stream whose browser stopped reading is closed after `WRITE_TIMEOUT`.
+            let acceptor = StreamAcceptor::new(tcp, app.clone(), STREAM_PATH);
             tracing::info!(%bind, "dashboard API listening");
-            if let Err(e) = Server::new(TcpListener::bind(bind)).run(app).await {
+            if let Err(e) = Server::new_with_acceptor(acceptor).run(app).await {
                 tracing::error!(error = %e, "dashboard API stopped");
             }
         });

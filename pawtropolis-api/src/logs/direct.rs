@@ -7,7 +7,8 @@
 //! it reads the first request head of each new connection; a plain `GET` of the stream path is
 //! answered right here, by calling the same poem endpoint (authentication, limits, replay: all
 //! of it unchanged) and writing its reply to the socket chunk by chunk. Every other connection
-//! goes on to poem's server, with the bytes already read put back in front.
+//! goes on to poem's server, with the bytes already read put back in front and with writes
+//! that time out after [`WRITE_TIMEOUT`] without progress, as the streams answered here do.
 
 use std::{
     io::Write as _,
@@ -17,6 +18,7 @@ use std::{
     time::Duration,
 };
 
+use super::write_timeout::{WRITE_TIMEOUT, WriteTimeoutIo, with_write_timeout};
 use bytes::{Buf as _, Bytes, BytesMut};
 use futures_util::{FutureExt as _, StreamExt as _};
 use poem::{
@@ -36,13 +38,15 @@ use tokio::{
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a new connection may take to send its request head before it goes to hyper as is.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client that has not taken a write in this long is gone or stuck; its stream is closed
-/// (it reconnects with `Last-Event-ID` when it is alive).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most bytes a lagging stream sends in one write.
 const MAX_BATCH: usize = 64 * 1024;
 
-type Accepted = (Rewind, LocalAddr, RemoteAddr, http::uri::Scheme);
+type Accepted = (
+    WriteTimeoutIo<Rewind>,
+    LocalAddr,
+    RemoteAddr,
+    http::uri::Scheme,
+);
 
 /// Connections the kernel may hold for the accept loop (capped by `net.core.somaxconn`).
 pub const LISTEN_BACKLOG: u32 = 4096;
@@ -86,7 +90,8 @@ fn listen_on(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpLi
 }
 
 /// A poem acceptor that serves live-stream requests itself and hands every other connection
-/// to poem's server (see the module documentation).
+/// to poem's server (see the module documentation). Writes of either kind of connection time
+/// out after [`WRITE_TIMEOUT`] without progress.
 ///
 /// ```no_run
 /// # async fn run(api: pawtropolis_api::PawtropolisApi) -> std::io::Result<()> {
@@ -133,6 +138,7 @@ impl StreamAcceptor {
                                 }
                                 Sniffed::Other(io) => {
                                     // Poem's server stopped accepting: the connection just closes.
+                                    let io = with_write_timeout(io, WRITE_TIMEOUT);
                                     let _ = tx.send((io, local, remote, scheme)).await;
                                 }
                             }
@@ -165,7 +171,7 @@ impl Drop for StreamAcceptor {
 }
 
 impl Acceptor for StreamAcceptor {
-    type Io = Rewind;
+    type Io = WriteTimeoutIo<Rewind>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         self.local_addr.clone()

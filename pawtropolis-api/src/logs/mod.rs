@@ -5,6 +5,7 @@ mod cursor;
 pub mod direct;
 mod query;
 pub(crate) mod stream;
+pub mod write_timeout;
 
 pub use cursor::Cursor;
 pub(crate) use query::ITEM_COLUMNS;

@@ -758,64 +758,134 @@ async fn read_ids(sock: &mut tokio::net::TcpStream, n: usize) -> Vec<i64> {
     ids
 }
 
-/// A stream whose client stops reading falls behind the channel (a guild's holds 128 events):
-/// with 20,000 rows (6 MB) published in one pass, more than any socket buffer takes, its writes
-/// stall, it misses events on the channel and catches up from the database instead of holding
-/// them. Every row arrives once, in order. Meanwhile a second stream of the same guild, whose
-/// client reads, gets every row while the first is still stalled: a slow client holds back
-/// no one else.
-#[tokio::test]
-async fn a_stream_that_falls_behind_catches_up_from_the_database() {
-    const ROWS: i64 = 20_000;
-    for backend in backends() {
-        let app = TestApp::spawn_with(
-            &backend,
-            &["--sse-poll-ms", "60000", "--sse-replay-max", "50000"],
+/// 20,000 rows (6 MB of events): more than hyper and both ends of a socket buffer.
+const FLOOD: i64 = 20_000;
+
+/// The test server, with room to replay a [`FLOOD`] and no poll to publish it early.
+async fn flood_app(backend: &Backend) -> TestApp {
+    TestApp::spawn_with(
+        backend,
+        &["--sse-poll-ms", "60000", "--sse-replay-max", "50000"],
+    )
+    .await
+}
+
+/// Opens a stream of guild A on `addr` from a client with a small receive window, so that
+/// the server's writes stall soon after the client stops reading.
+async fn open_small_window_stream(
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut sock = socket.connect(addr).await.unwrap();
+    sock.write_all(stream_request(addr, token).as_bytes())
+        .await
+        .unwrap();
+    sock
+}
+
+fn stream_request(addr: std::net::SocketAddr, token: &str) -> String {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n",
+        path("")
+    )
+}
+
+/// Waits (up to `within`) until the server counts `n` open streams, and asserts it does.
+async fn wait_for_open_streams(app: &TestApp, n: usize, within: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    while app.api.open_streams() != n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.api.open_streams(), n, "{what}");
+}
+
+/// Inserts a [`FLOOD`] of guild A's rows in one statement and wakes the feed; returns their ids.
+async fn flood(app: &TestApp) -> Vec<i64> {
+    let before: i64 = app
+        .tdb
+        .rows("SELECT COALESCE(MAX(id), 0) AS m FROM action_log", vec![])
+        .await[0]
+        .try_get("", "m")
+        .unwrap();
+    app.tdb
+        .exec(
+            &format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {FLOOD}) \
+                 INSERT INTO action_log (guild_id, actor_id, action, created_at_s) \
+                 SELECT '{GUILD_A}', '{M}', 'claim', 1700000000 FROM n"
+            ),
+            vec![],
         )
         .await;
+    app.api.feed().wake();
+    ((before + 1)..=(before + FLOOD)).collect()
+}
+
+/// A stream whose client stops reading falls behind the channel (a guild's holds 128 events):
+/// with a [`FLOOD`] published in one pass, its writes stall, it misses events on the channel
+/// and catches up from the database instead of holding them. Every row arrives once, in
+/// order. Meanwhile a second stream of the same guild, whose client reads, gets every row
+/// while the first is still stalled: a slow client holds back no one else.
+#[tokio::test]
+async fn a_stream_that_falls_behind_catches_up_from_the_database() {
+    for backend in backends() {
+        let app = flood_app(&backend).await;
         let token = app.token(&[GUILD_A]).await;
         let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n",
-            path("")
-        );
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        // A small receive window: the server's writes stall soon after the client stops.
-        socket.set_recv_buffer_size(4096).unwrap();
-        let mut sock = socket.connect(addr).await.unwrap();
-        sock.write_all(request.as_bytes()).await.unwrap();
+        let mut sock = open_small_window_stream(addr, &token).await;
         let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
-        reader.write_all(request.as_bytes()).await.unwrap();
-        let deadline = tokio::time::Instant::now() + SECS;
-        while app.api.open_streams() < 2 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(app.api.open_streams(), 2);
-        let before: i64 = app
-            .tdb
-            .rows("SELECT COALESCE(MAX(id), 0) AS m FROM action_log", vec![])
-            .await[0]
-            .try_get("", "m")
+        reader
+            .write_all(stream_request(addr, &token).as_bytes())
+            .await
             .unwrap();
-        app.tdb
-            .exec(
-                &format!(
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
-                     INSERT INTO action_log (guild_id, actor_id, action, created_at_s) \
-                     SELECT '{GUILD_A}', '{M}', 'claim', 1700000000 FROM n"
-                ),
-                vec![],
-            )
-            .await;
-        app.api.feed().wake();
-        let all: Vec<i64> = ((before + 1)..=(before + ROWS)).collect();
+        wait_for_open_streams(&app, 2, SECS, "both streams open").await;
+        let all = flood(&app).await;
         // The reading client gets everything while the other has not read a byte.
-        assert_eq!(read_ids(&mut reader, ROWS as usize).await, all);
+        assert_eq!(read_ids(&mut reader, all.len()).await, all);
         // Not reading for a while longer: the feed has published everything meanwhile.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(read_ids(&mut sock, ROWS as usize).await, all);
+        assert_eq!(read_ids(&mut sock, all.len()).await, all);
         drop(sock);
         drop(reader);
+        app.finish().await;
+    }
+}
+
+/// Served by poem's own server (a host that mounts only `register_api_routes`), a stream whose
+/// client stops reading stalls in hyper, which then stops running the stream's body: without
+/// a write timeout it would hold its connection and its stream permit for as long as the
+/// client's kernel acknowledges the zero window. Behind `WriteTimeoutAcceptor` the stalled
+/// write fails, the connection closes and the stream frees everything as on a disconnect.
+#[tokio::test]
+async fn poem_server_closes_a_stream_whose_client_stopped_reading() {
+    use poem::listener::{Acceptor as _, Listener as _};
+    for backend in backends() {
+        let app = flood_app(&backend).await;
+        let token = app.token(&[GUILD_A]).await;
+        // The host's server, beside the test server, over the same API.
+        let tcp = poem::listener::TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let addr = *tcp.local_addr()[0].as_socket_addr().unwrap();
+        let routes = pawtropolis_api::register_api_routes(poem::Route::new(), &app.api);
+        let acceptor = pawtropolis_api::WriteTimeoutAcceptor::new(tcp, Duration::from_secs(1));
+        let host = tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(routes));
+
+        let mut sock = open_small_window_stream(addr, &token).await;
+        wait_for_open_streams(&app, 1, SECS, "the stream opened").await;
+        flood(&app).await;
+        wait_for_open_streams(&app, 0, 4 * SECS, "the stalled stream is still open").await;
+        // The client, reading again, gets what the buffers held and then the end.
+        let mut buf = vec![0; 64 * 1024];
+        let end = tokio::time::timeout(SECS, async {
+            while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        assert!(end.is_ok(), "the connection was not closed");
+        host.abort();
         app.finish().await;
     }
 }
