@@ -86,8 +86,26 @@ fn listen_on(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpLi
     // TIME_WAIT (on Windows it would let another process take a port in use).
     #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
+    // Accepted connections inherit it (see `give_up_on_silent_clients`).
+    give_up_on_silent_clients(&socket)?;
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// Makes the kernel give up on a connection whose sent data stays unacknowledged for
+/// [`WRITE_TIMEOUT`]. A client that vanished without closing (a laptop gone to sleep, a NAT
+/// that forgot the connection) leaves a stream's heartbeats unacknowledged; they are too small
+/// to fill the socket's buffer, so no write ever blocks, and TCP would retry for about a
+/// quarter of an hour before the stream, its connection and its permit were freed.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn give_up_on_silent_clients(socket: &impl std::os::fd::AsFd) -> std::io::Result<()> {
+    socket2::SockRef::from(socket).set_tcp_user_timeout(Some(WRITE_TIMEOUT))
+}
+
+/// Elsewhere the option does not exist: such a client is freed when TCP gives up.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn give_up_on_silent_clients<S>(_: &S) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// A poem acceptor that serves live-stream requests itself and hands every other connection
@@ -284,6 +302,8 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
     }
     // Events are small and each should leave at once, not wait for the previous one's ACK.
     let _ = io.set_nodelay(true);
+    // Also when the host's listener is not `bind_tcp`'s.
+    let _ = give_up_on_silent_clients(&io);
     // No length and no chunking: the stream's body ends when the connection closes, which
     // is how it ends anyway. Each event then goes out as the very bytes the feed prepared.
     if send(&mut io, &mut vec![response_head(&parts, None)])
@@ -522,6 +542,19 @@ mod tests {
         write_batch(&mut out, &mut batch).await.unwrap();
         assert_eq!(out.0, b"id: 1\n\nid: 22\n\nx");
         assert!(batch.is_empty());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn accepted_connections_give_up_on_a_silent_client() {
+        let mut acceptor = bind_tcp("127.0.0.1:0").await.unwrap();
+        let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (io, ..) = acceptor.accept().await.unwrap();
+        assert_eq!(
+            socket2::SockRef::from(&io).tcp_user_timeout().unwrap(),
+            Some(WRITE_TIMEOUT)
+        );
     }
 
     #[test]
