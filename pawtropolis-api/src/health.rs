@@ -21,6 +21,8 @@ pub(crate) async fn health(state: Data<&Arc<ApiState>>) -> Response {
         "status": if db_ok.is_ok() { "ok" } else { "degraded" },
         "database": db,
         "version": env!("CARGO_PKG_VERSION"),
+        // The gauge of live streams: back to 0 when every dashboard has gone.
+        "open_streams": state.streams.open(),
     });
     poem::web::Json(body).with_status(status).into_response()
 }

@@ -196,7 +196,9 @@ impl PawtropolisApiBuilder {
     }
 
     /// Builds the API.
-    pub async fn build(self) -> Result<PawtropolisApi, ApiError> {
+    pub async fn build(mut self) -> Result<PawtropolisApi, ApiError> {
+        // A zero period would make every stream's timer panic.
+        self.settings.sse_heartbeat = self.settings.sse_heartbeat.max(MIN_HEARTBEAT);
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let login = self.settings.login.clone().map(|settings| {
             Arc::new(auth::login::Login {
@@ -256,6 +258,9 @@ impl PawtropolisApiBuilder {
         Ok(PawtropolisApi { state })
     }
 }
+
+/// Shortest heartbeat interval of live streams: shorter settings are raised to it.
+const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(10);
 
 type Apis = (LogsApi, StreamApi, MetricsApi, ConfigApi, UsersApi);
 

@@ -63,13 +63,14 @@ pub struct ApiSettings {
     pub discord_timeout: Duration,
     /// Discord lookups in flight at once, across all requests.
     pub discord_concurrency: usize,
-    /// How long to stay away from Discord after a 429 whose `retry_after` is unknown.
+    /// How long to stay away from Discord after a 429 whose `retry_after` is unknown
+    /// (`PAWTROPOLIS_DISCORD_BACKOFF_SECS`, 5 s).
     pub discord_backoff: Duration,
     /// Requests per minute `GET /api/users/resolve` accepts from this process
     /// (`PAWTROPOLIS_RESOLVE_RATE_PER_MIN`, 50).
     pub resolve_rate_per_min: u32,
     /// Interval of `: heartbeat` comments on live streams (`PAWTROPOLIS_SSE_HEARTBEAT_SECS`, 20 s).
-    /// Open sessions are re-checked at the same pace.
+    /// Open sessions are re-checked at the same pace. At least 10 ms.
     pub sse_heartbeat: Duration,
     /// How often the live feed looks for rows written by other processes
     /// (`PAWTROPOLIS_SSE_POLL_MS`, 200 ms).

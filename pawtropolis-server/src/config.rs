@@ -262,7 +262,7 @@ pub struct Settings {
         global = true
     )]
     pub session_max_secs: i64,
-    /// Live streams open at once for one token or session.
+    /// Live streams open at once for one API token or Discord user.
     #[arg(
         long,
         env = "PAWTROPOLIS_SSE_MAX_STREAMS_PER_PRINCIPAL",

@@ -22,7 +22,8 @@ export function createPawtropolisClient(baseUrl: string, token: string) {
 export interface StreamHandlers {
   /** Every `event: action`, in id order. */
   onAction(action: StreamedAction, id: string): void;
-  /** `event: resync`: more was missed than the server replays; reload the log. */
+  /** `event: resync`: more was missed than the server replays, or the resumed id is not in the
+   * log (a restored database); reload the log. The stream goes on live after it. */
   onResync?(): void;
   /** The connection failed (EventSource reconnects by itself unless closed). */
   onError?(error: unknown): void;

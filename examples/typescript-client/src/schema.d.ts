@@ -46,8 +46,10 @@ export interface paths {
          *     on live, with no gap and no duplicate. When more than `PAWTROPOLIS_SSE_REPLAY_MAX` rows
          *     were missed, or the id is newer than every row (the database was restored), an
          *     `event: resync` asks the client to reload the log instead, and the stream goes on live
-         *     from the latest row. At most
-         *     20 open streams per session (429) and 10,000 per server (503).
+         *     from the latest row (the resync's `id:`). At most
+         *     `PAWTROPOLIS_SSE_MAX_STREAMS_PER_PRINCIPAL` (20) open streams per API token or Discord
+         *     user (429) and `PAWTROPOLIS_SSE_MAX_STREAMS` (10,000) per server (503), both with
+         *     `Retry-After`.
          */
         get: operations["streamLogs"];
         put?: never;
@@ -814,7 +816,7 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description This session already holds its maximum of open streams. */
+            /** @description This API token or Discord user already holds its maximum of open streams. */
             429: {
                 headers: {
                     /** @description Seconds to wait before reconnecting. */

@@ -235,8 +235,61 @@ const CHANNEL_CAPACITY: usize = 4_096;
 /// The same for the subscribers of one guild. tokio allocates a channel's slots up front
 /// (about 32 bytes each): 4 KB per followed guild keeps even one stream per guild under 10 KB
 /// in all. A stream of a guild that wrote more than this in one burst catches up from the
-/// database.
+/// feed's memory ([`RECENT_CAPACITY`]).
 const GUILD_CHANNEL_CAPACITY: usize = 128;
+
+/// Events kept in memory for streams that fell behind their channel: one that missed no more
+/// than these catches up from here, and only one further behind re-reads the database. A
+/// burst of rows in one guild (a bulk action of the bot, a backlog after a wait at a hole)
+/// overflows the channel of every stream of that guild at once; without this, each of them
+/// would query the database at the same moment. The events are the very ones the channel of
+/// every guild holds, so this keeps nothing alive that the channel does not.
+const RECENT_CAPACITY: usize = CHANNEL_CAPACITY;
+
+/// The latest events published, in id order, and the id below which they begin.
+struct Recent {
+    events: std::collections::VecDeque<Arc<FeedEvent>>,
+    /// Every event published with an id above this is in `events`.
+    floor: i64,
+}
+
+impl Recent {
+    fn new(floor: i64) -> Self {
+        Self {
+            events: std::collections::VecDeque::with_capacity(RECENT_CAPACITY),
+            floor,
+        }
+    }
+
+    fn push(&mut self, event: Arc<FeedEvent>) {
+        if self.events.len() == RECENT_CAPACITY
+            && let Some(oldest) = self.events.pop_front()
+        {
+            self.floor = oldest.id;
+        }
+        self.events.push_back(event);
+    }
+
+    /// `guild`'s events with `after < id <= upto`, or `None` when some of them are no longer
+    /// kept.
+    fn range<'a>(
+        &'a self,
+        guild: &'a str,
+        after: i64,
+        upto: i64,
+    ) -> Option<impl Iterator<Item = &'a Arc<FeedEvent>>> {
+        if after < self.floor {
+            return None;
+        }
+        let start = self.events.partition_point(|e| e.id <= after);
+        Some(
+            self.events
+                .range(start..)
+                .take_while(move |e| e.id <= upto)
+                .filter(move |e| e.guild_id == guild),
+        )
+    }
+}
 
 /// Channel PostgreSQL writers notify after inserting into `action_log` (`NOTIFY
 /// pawtropolis_action_log`): the recorder does, and so can any other writer, so that streams
@@ -252,6 +305,8 @@ struct Inner {
     guilds: std::sync::Mutex<HashMap<String, broadcast::Sender<Arc<FeedEvent>>>>,
     /// Every row with an id at or below this has been published (or given up as a hole).
     high_water: AtomicI64,
+    /// The latest events, for streams that fell behind.
+    recent: std::sync::RwLock<Recent>,
     /// The relation whose writers a hole waits for ([`id_source`]); on PostgreSQL only, where
     /// ids can commit out of order.
     id_source: Option<i64>,
@@ -277,6 +332,7 @@ pub struct ActionFeed {
 }
 
 /// How the feed reaches the caller's database.
+#[derive(Clone)]
 enum Target {
     /// A SQLite file, or a named shared-cache in-memory database (`sqlite::memory:`): the
     /// feed opens a connection of its own.
@@ -367,6 +423,7 @@ impl ActionFeed {
                 tx,
                 guilds: std::sync::Mutex::new(HashMap::new()),
                 high_water: AtomicI64::new(start),
+                recent: std::sync::RwLock::new(Recent::new(start)),
                 id_source,
                 wake: Arc::new(Notify::new()),
                 stop,
@@ -438,6 +495,37 @@ impl ActionFeed {
     /// The highest id such that every row up to it has been published.
     pub fn high_water(&self) -> i64 {
         self.inner.high_water.load(Ordering::SeqCst)
+    }
+
+    /// How many events of `guild` with `after < id <= upto` (`upto` at most
+    /// [`Self::high_water`]) the feed still keeps in memory, or `None` when some of them are
+    /// no longer kept there.
+    pub(crate) fn recent_count(&self, guild: &str, after: i64, upto: i64) -> Option<usize> {
+        self.recent().range(guild, after, upto).map(Iterator::count)
+    }
+
+    /// The first `limit` of those events, as ids and frames, or `None` when some of them are
+    /// no longer kept in memory and the caller must read the database.
+    pub(crate) fn recent_frames(
+        &self,
+        guild: &str,
+        after: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Option<Vec<(i64, Bytes)>> {
+        self.recent().range(guild, after, upto).map(|events| {
+            events
+                .take(limit)
+                .map(|e| (e.id, e.frame.clone()))
+                .collect()
+        })
+    }
+
+    fn recent(&self) -> std::sync::RwLockReadGuard<'_, Recent> {
+        self.inner
+            .recent
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Looks for new rows now instead of at the next poll.
@@ -516,6 +604,13 @@ impl ActionFeed {
                     guild_id: item.guild_id.clone(),
                     frame: frame_of(&item),
                 });
+                // Kept before the mark moves: a stream that fell behind and reads the mark
+                // finds every event up to it here (or learns that it must read the database).
+                self.inner
+                    .recent
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(event.clone());
                 // The mark moves before the send: a subscriber that reads it after subscribing
                 // either finds the row in the database or receives it.
                 self.inner.high_water.store(item.id, Ordering::SeqCst);
@@ -561,7 +656,7 @@ impl Worker {
             }
         };
         rt.block_on(async move {
-            let db = match target.open().await {
+            let db = match target.clone().open().await {
                 Ok(db) => db,
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -594,12 +689,12 @@ impl Worker {
                 _ => super::wal_watch::start(&db, self.wake.clone(), self.stop.clone()).await,
             }
             if ready.send(Ok(())).is_ok() {
-                self.run(&db).await;
+                self.run(db, target).await;
             }
         });
     }
 
-    async fn run(mut self, db: &DatabaseConnection) {
+    async fn run(mut self, mut db: DatabaseConnection, target: Target) {
         let mut gap: Option<Gap> = None;
         loop {
             tokio::select! {
@@ -616,11 +711,67 @@ impl Worker {
                 return;
             };
             let feed = ActionFeed { inner };
-            if let Err(e) = feed.publish_new(db, &mut gap).await {
-                tracing::warn!(error = %e, "live feed could not read action_log");
+            match guarded(feed.publish_new(&db, &mut gap), PASS_TIMEOUT).await {
+                PassEnd::Done => {}
+                PassEnd::Failed(e) => {
+                    tracing::warn!(error = %e, "live feed could not read action_log");
+                }
+                PassEnd::Panicked => {
+                    // What was published stays published (the mark moves row by row); the
+                    // holes are looked at afresh.
+                    gap = None;
+                    tracing::error!(
+                        "a publishing pass of the live feed panicked; the feed goes on"
+                    );
+                }
+                PassEnd::TimedOut => {
+                    tracing::error!(
+                        "a publishing pass of the live feed did not end within {} s (a database that stopped answering?); opening new connections",
+                        PASS_TIMEOUT.as_secs()
+                    );
+                    match tokio::time::timeout(PASS_TIMEOUT, target.clone().open()).await {
+                        Ok(Ok(fresh)) => db = fresh,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "the live feed could not reconnect; it tries again at the next pass")
+                        }
+                        Err(_) => tracing::warn!(
+                            "the live feed could not reconnect in time; it tries again at the next pass"
+                        ),
+                    }
+                }
             }
             feed.drop_unfollowed_guilds();
         }
+    }
+}
+
+/// Longest a publishing pass may take. Nothing else publishes while one runs, so a query
+/// stuck on a database that stopped answering (a failover, a host gone without closing its
+/// sockets) would stop every stream's events for as long as TCP takes to notice: a quarter of
+/// an hour. A pass cut short keeps what it published; the next one goes on from there.
+const PASS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a publishing pass ended.
+#[derive(Debug)]
+enum PassEnd {
+    Done,
+    Failed(DbErr),
+    Panicked,
+    TimedOut,
+}
+
+/// Runs one pass within `limit`, catching a panic: the feed's thread must outlive any one
+/// pass, or every stream of the server would go on with heartbeats and no events.
+async fn guarded(
+    pass: impl std::future::Future<Output = Result<(), DbErr>>,
+    limit: Duration,
+) -> PassEnd {
+    use futures_util::FutureExt as _;
+    match tokio::time::timeout(limit, std::panic::AssertUnwindSafe(pass).catch_unwind()).await {
+        Ok(Ok(Ok(()))) => PassEnd::Done,
+        Ok(Ok(Err(e))) => PassEnd::Failed(e),
+        Ok(Err(_)) => PassEnd::Panicked,
+        Err(_) => PassEnd::TimedOut,
     }
 }
 
@@ -718,6 +869,63 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         done()
+    }
+
+    fn pass_that_panics() -> Result<(), DbErr> {
+        panic!("a pass that panics")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_that_hangs_or_panics_does_not_end_the_feed() {
+        let limit = Duration::from_secs(30);
+        assert!(matches!(
+            guarded(async { Ok(()) }, limit).await,
+            PassEnd::Done
+        ));
+        let failed = guarded(async { Err(DbErr::Custom("x".into())) }, limit).await;
+        assert!(matches!(failed, PassEnd::Failed(_)));
+        let hung = guarded(std::future::pending(), limit).await;
+        assert!(matches!(hung, PassEnd::TimedOut));
+        let panicked = guarded(async { pass_that_panics() }, limit).await;
+        assert!(matches!(panicked, PassEnd::Panicked));
+    }
+
+    fn event(id: i64, guild: &str) -> Arc<FeedEvent> {
+        Arc::new(FeedEvent {
+            id,
+            guild_id: guild.into(),
+            frame: Bytes::from(format!("id: {id}\n\n")),
+        })
+    }
+
+    /// What the feed keeps for streams that fell behind: a guild's events in a range, and
+    /// `None` once the oldest of them is gone.
+    #[test]
+    fn recent_events_by_guild_and_range_until_they_are_gone() {
+        let mut recent = Recent::new(10);
+        // Ids 11..=20, with a hole at 15; even ids in guild 2.
+        for id in (11..=20).filter(|id| *id != 15) {
+            recent.push(event(id, if id % 2 == 0 { "2" } else { "1" }));
+        }
+        let ids = |r: &Recent, guild: &str, after: i64, upto: i64| {
+            r.range(guild, after, upto)
+                .map(|events| events.map(|e| e.id).collect::<Vec<_>>())
+        };
+        assert_eq!(ids(&recent, "1", 10, 20), Some(vec![11, 13, 17, 19]));
+        assert_eq!(ids(&recent, "2", 12, 18), Some(vec![14, 16, 18]));
+        assert_eq!(ids(&recent, "1", 19, 20), Some(vec![]));
+        assert_eq!(ids(&recent, "1", 9, 20), None, "below the start");
+        // Full: the oldest goes, and a range that needs it is refused.
+        for id in 21..(21 + RECENT_CAPACITY as i64) {
+            recent.push(event(id, "1"));
+        }
+        assert_eq!(recent.events.len(), RECENT_CAPACITY);
+        let oldest_kept = recent.events[0].id;
+        assert_eq!(ids(&recent, "2", oldest_kept - 2, oldest_kept), None);
+        assert_eq!(
+            ids(&recent, "1", oldest_kept - 1, oldest_kept + 1),
+            Some(vec![oldest_kept, oldest_kept + 1])
+        );
     }
 
     #[cfg(target_os = "linux")]

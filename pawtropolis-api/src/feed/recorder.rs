@@ -74,6 +74,8 @@ impl ActionRecorder {
         .await?
         .ok_or_else(|| ApiError::Internal("insert returned no id".into()))?;
         let id: i64 = row.try_get("", "id").map_err(ApiError::from)?;
+        // This server's streams first: the NOTIFY below is a round trip to the database.
+        self.feed.wake();
         if self.db.get_database_backend() == DbBackend::Postgres {
             // Other server instances on the same database wake too.
             if let Err(e) = db::execute(&self.db, format!("NOTIFY {NOTIFY_CHANNEL}"), vec![]).await
@@ -81,7 +83,6 @@ impl ActionRecorder {
                 tracing::warn!(error = %e, "NOTIFY failed; other instances will see the row at their next poll");
             }
         }
-        self.feed.wake();
         Ok(id)
     }
 }

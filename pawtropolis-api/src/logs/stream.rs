@@ -141,7 +141,7 @@ enum StreamResponse {
         #[oai(header = "X-Accel-Buffering")]
         String,
     ),
-    /// This session already holds its maximum of open streams.
+    /// This API token or Discord user already holds its maximum of open streams.
     #[oai(status = 429)]
     TooManyRequests(
         Json<ErrorBody>,
@@ -164,7 +164,7 @@ enum Step {
 const REPLAY_PAGE: i64 = 256;
 
 /// The frames of the rows of `guild` with `after < id <= upto`, in id order, a page at a
-/// time; or [`RESYNC`] alone when there are more than `max`. A row that cannot be read is
+/// time; or a [`resync`] alone when there are more than `max`. A row that cannot be read is
 /// left out (and logged), as the live feed leaves it out: failing on it would fail every
 /// reconnect after it for good.
 fn replay(
@@ -201,7 +201,7 @@ fn replay(
                         .await?
                         .is_some());
                 if too_many {
-                    yield Bytes::from_static(RESYNC);
+                    yield resync(TOO_MANY_MISSED, upto);
                     return;
                 }
             }
@@ -219,14 +219,66 @@ fn replay(
     }
 }
 
-/// Asks the client to reload the log: it missed more than a replay sends.
-const RESYNC: &[u8] =
-    b"event: resync\ndata: {\"reason\":\"too many events were missed; reload the log\"}\n\n";
+/// Frames a stream that fell behind its channel takes from the feed's memory at a time.
+const CATCH_UP_PAGE: usize = 64;
 
-/// Asks the client to reload the log: the id it resumed after is newer than any row (the
+/// What a stream that fell behind its channel missed: the rows of `guild` with
+/// `after < id <= upto`, as [`replay`] sends them. From the feed's memory while it keeps them
+/// (a burst in one guild makes every stream of it fall behind at once; they should not all
+/// query the database at that moment), else from the database. A page at a time, so that a
+/// stalled stream holds a page and not the whole burst.
+fn catch_up(
+    feed: crate::feed::ActionFeed,
+    db: DatabaseConnection,
+    guild: String,
+    after: i64,
+    upto: i64,
+    max: u32,
+) -> impl futures_util::Stream<Item = Result<Bytes, ApiError>> {
+    async_stream::try_stream! {
+        let mut from = after;
+        match feed.recent_count(&guild, after, upto) {
+            Some(n) if n > max as usize => {
+                yield resync(TOO_MANY_MISSED, upto);
+                return;
+            }
+            Some(_) => {
+                while let Some(page) = feed.recent_frames(&guild, from, upto, CATCH_UP_PAGE) {
+                    let last_page = page.len() < CATCH_UP_PAGE;
+                    for (id, frame) in page {
+                        from = id;
+                        yield frame;
+                    }
+                    if last_page {
+                        return;
+                    }
+                }
+                // The feed's memory moved past this stream while it sent: the rest comes from
+                // the database.
+            }
+            None => {}
+        }
+        for await frame in replay(db, guild, from, upto, max) {
+            yield frame?;
+        }
+    }
+}
+
+/// Why a client is asked to reload: it missed more than a replay sends.
+const TOO_MANY_MISSED: &str = "too many events were missed; reload the log";
+
+/// Why a client is asked to reload: the id it resumed after is newer than any row (the
 /// database was restored or replaced), so nothing would ever follow it.
-const RESYNC_UNKNOWN_ID: &[u8] =
-    b"event: resync\ndata: {\"reason\":\"the last event id is not in this log; reload the log\"}\n\n";
+const UNKNOWN_ID: &str = "the last event id is not in this log; reload the log";
+
+/// `event: resync`: asks the client to reload the log. Its `id:` is where the live events go
+/// on from, so that a client whose connection drops before the next event resumes from there
+/// rather than from the old id, which would only bring another resync.
+fn resync(reason: &str, id: i64) -> Bytes {
+    Bytes::from(format!(
+        "id: {id}\nevent: resync\ndata: {{\"reason\":\"{reason}\"}}\n\n"
+    ))
+}
 
 /// The credential of the request, kept to re-check it while the stream is open.
 enum Held {
@@ -262,8 +314,10 @@ impl StreamApi {
     /// on live, with no gap and no duplicate. When more than `PAWTROPOLIS_SSE_REPLAY_MAX` rows
     /// were missed, or the id is newer than every row (the database was restored), an
     /// `event: resync` asks the client to reload the log instead, and the stream goes on live
-    /// from the latest row. At most
-    /// 20 open streams per session (429) and 10,000 per server (503).
+    /// from the latest row (the resync's `id:`). At most
+    /// `PAWTROPOLIS_SSE_MAX_STREAMS_PER_PRINCIPAL` (20) open streams per API token or Discord
+    /// user (429) and `PAWTROPOLIS_SSE_MAX_STREAMS` (10,000) per server (503), both with
+    /// `Retry-After`.
     #[oai(path = "/logs/stream", method = "get", operation_id = "streamLogs")]
     async fn stream(
         &self,
@@ -274,6 +328,7 @@ impl StreamApi {
         guild_id: Query<Snowflake>,
         /// Resume after this event id (for clients that cannot set `Last-Event-ID`; the header
         /// wins when both are given).
+        #[oai(validator(minimum(value = "0")))]
         last_event_id: Query<Option<i64>>,
         /// Resume after this event id (sent by EventSource when it reconnects).
         #[oai(name = "Last-Event-ID")]
@@ -288,8 +343,8 @@ impl StreamApi {
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            Some(h) => Some(h.parse::<i64>().map_err(|_| {
-                ApiError::invalid("Last-Event-ID must be an event id (an integer)")
+            Some(h) => Some(h.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(|| {
+                ApiError::invalid("Last-Event-ID must be an event id (an integer, 0 or more)")
             })?),
             None => last_event_id.0,
         };
@@ -299,7 +354,7 @@ impl StreamApi {
                 let body = ErrorBody {
                     error: ErrorDetail {
                         code: "rate_limited".into(),
-                        message: "this session holds its maximum of open streams".into(),
+                        message: "this token or user holds its maximum of open streams".into(),
                     },
                 };
                 return Ok(StreamResponse::TooManyRequests(
@@ -352,7 +407,7 @@ impl StreamApi {
                 resume.unwrap_or(mark)
             )));
             if unknown_id {
-                yield Ok(Bytes::from_static(RESYNC_UNKNOWN_ID));
+                yield Ok(resync(UNKNOWN_ID, mark));
             }
             let mut covered = mark;
             if let Some(after) = resume {
@@ -401,10 +456,11 @@ impl StreamApi {
                             }
                         }
                     }
-                    // Fell behind the channel: catch up from the database instead of buffering.
+                    // Fell behind the channel: catch up from the feed's memory or the database
+                    // instead of buffering.
                     Step::Event(Err(RecvError::Lagged(_))) => {
                         let upto = feed.high_water();
-                        let mut missed = Box::pin(replay(state.db.clone(), guild.clone(), covered, upto, settings.sse_replay_max));
+                        let mut missed = Box::pin(catch_up(feed.clone(), state.db.clone(), guild.clone(), covered, upto, settings.sse_replay_max));
                         while let Some(frame) = missed.next().await {
                             match frame {
                                 Ok(frame) => yield Ok(frame),
@@ -459,7 +515,10 @@ mod tests {
             .map(Result::unwrap)
             .collect()
             .await;
-        if frames.first().is_some_and(|f| f.as_ref() == RESYNC) {
+        if frames
+            .first()
+            .is_some_and(|f| f.as_ref() == resync(TOO_MANY_MISSED, upto))
+        {
             assert_eq!(frames.len(), 1, "a resync comes alone");
             return None;
         }

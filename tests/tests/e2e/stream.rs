@@ -262,12 +262,22 @@ async fn resume_isolation_and_resync() {
             after_last.push(live);
         }
 
-        // More than the replay bound was missed: resync, then live.
+        // More than the replay bound was missed: resync, then live. The resync's id is where
+        // the live events go on from: a client that drops before the next event and resumes
+        // from it is not told to reload again.
         let mut s = SseClient::connect(&app.base, &path("&last_event_id=0"), &token, None).await;
         let first = s.next_action(SECS).await.unwrap();
         assert_eq!(first.event.as_deref(), Some("resync"));
+        assert_eq!(first.id, after_last.last().copied(), "resync id");
+        drop(s);
+        let from = first.id.unwrap().to_string();
+        let mut s = SseClient::connect(&app.base, &path(""), &token, Some(from.as_str())).await;
         let live = rec.record(action(GUILD_A, "claim")).await.unwrap();
-        assert_eq!(s.next_action(SECS).await.unwrap().id, Some(live));
+        let next = s.next_action(SECS).await.unwrap();
+        assert_eq!(
+            (next.event.as_deref(), next.id),
+            (Some("action"), Some(live))
+        );
         drop(s);
 
         // Dropped before its first event: the opening block's id (the latest row's) is what
@@ -300,6 +310,7 @@ async fn resume_isolation_and_resync() {
         assert_eq!(open.id, Some(in_between), "it goes on from the latest row");
         let first = s.next_action(SECS).await.unwrap();
         assert_eq!(first.event.as_deref(), Some("resync"));
+        assert_eq!(first.id, Some(in_between));
         let live = rec.record(action(GUILD_A, "claim")).await.unwrap();
         assert_eq!(s.next_action(SECS).await.unwrap().id, Some(live));
         drop(s);
@@ -329,6 +340,11 @@ async fn resume_isolation_and_resync() {
 
         let bad = SseClient::connect(&app.base, &path(""), &token, Some("abc")).await;
         assert_eq!(bad.status, 400);
+        let negative = SseClient::connect(&app.base, &path(""), &token, Some("-5")).await;
+        assert_eq!(negative.status, 400);
+        let negative =
+            SseClient::connect(&app.base, &path("&last_event_id=-5"), &token, None).await;
+        assert_eq!(negative.status, 400);
         let other = SseClient::connect(
             &app.base,
             &format!("/api/logs/stream?guild_id={GUILD_B}"),
@@ -368,6 +384,8 @@ async fn limits_cleanup_revocation_and_shutdown() {
     let full = SseClient::connect(&app.base, &path(""), &t2, None).await;
     assert_eq!(full.status, 503);
     assert!(full.headers.contains_key("retry-after"));
+    // Operators read the gauge on `/health`.
+    assert_eq!(health_open_streams(&app).await, 3);
 
     // A disconnect frees its place at once.
     drop(a);
@@ -400,7 +418,21 @@ async fn limits_cleanup_revocation_and_shutdown() {
         waited += 1;
     }
     assert_eq!(app.api.open_streams(), 0, "the gauge goes back to zero");
+    assert_eq!(health_open_streams(&app).await, 0);
     app.finish().await;
+}
+
+/// `open_streams` of `GET /health`.
+async fn health_open_streams(app: &TestApp) -> u64 {
+    let health: serde_json::Value = reqwest::get(format!("{}/health", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    health["open_streams"]
+        .as_u64()
+        .expect("open_streams in /health")
 }
 
 #[tokio::test]
@@ -846,6 +878,55 @@ async fn a_stream_that_falls_behind_catches_up_from_the_database() {
         assert_eq!(read_ids(&mut reader, all.len()).await, all);
         // Not reading for a while longer: the feed has published everything meanwhile.
         tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(read_ids(&mut sock, all.len()).await, all);
+        drop(sock);
+        drop(reader);
+        app.finish().await;
+    }
+}
+
+/// A burst smaller than what the feed keeps in memory: a stream that falls behind it catches
+/// up from memory, not from the database. The rows are deleted after they were published and
+/// before the stalled stream reads again, so only the feed's memory still has them; every
+/// one arrives once, in order.
+#[tokio::test]
+async fn a_stream_that_falls_behind_a_burst_catches_up_from_memory() {
+    for backend in backends() {
+        let app = flood_app(&backend).await;
+        let token = app.token(&[GUILD_A]).await;
+        let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+        let mut sock = open_small_window_stream(addr, &token).await;
+        let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
+        reader
+            .write_all(stream_request(addr, &token).as_bytes())
+            .await
+            .unwrap();
+        wait_for_open_streams(&app, 2, SECS, "both streams open").await;
+        // 2,000 events of 2 KB: a sixteenth of the guild channel's room would do to fall
+        // behind, but the socket buffers take about a megabyte before the writes stall.
+        let before: i64 = app
+            .tdb
+            .rows("SELECT COALESCE(MAX(id), 0) AS m FROM action_log", vec![])
+            .await[0]
+            .try_get("", "m")
+            .unwrap();
+        let reason = "r".repeat(2048);
+        app.tdb
+            .exec(
+                &format!(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+                     INSERT INTO action_log (guild_id, actor_id, action, reason, created_at_s) \
+                     SELECT '{GUILD_A}', '{M}', 'claim', '{reason}', 1700000000 FROM n"
+                ),
+                vec![],
+            )
+            .await;
+        app.api.feed().wake();
+        let all: Vec<i64> = ((before + 1)..=(before + 2000)).collect();
+        assert_eq!(read_ids(&mut reader, all.len()).await, all);
+        app.tdb
+            .exec("DELETE FROM action_log WHERE id > $1", vec![before.into()])
+            .await;
         assert_eq!(read_ids(&mut sock, all.len()).await, all);
         drop(sock);
         drop(reader);
