@@ -8,6 +8,8 @@
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --mode database
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --front raw
 //! target/release/sse_bench --clients 10000 --events 200 --rate 20 --mode database --postgres postgres://postgres@127.0.0.1:5432/test
+//! # bursts of 500 rows in one statement: every stream falls behind its channel and catches up
+//! target/release/sse_bench --clients 10000 --events 2000 --rate 200 --mode database --burst 500
 //! # soak: 10 minutes, a stream dropped and resumed with Last-Event-ID every 50 ms
 //! target/release/sse_bench --clients 1000 --events 30000 --rate 50 --reconnect-every-ms 50
 //! # ids committed out of order: two writers on PostgreSQL, each transaction held up to 20 ms
@@ -99,6 +101,11 @@ struct Args {
     /// with a higher id often commits before one with a lower id.
     #[arg(long, default_value_t = 0)]
     hold_ms: u64,
+    /// `--mode database`: rows inserted per statement, all with the same insert time, one
+    /// statement every `burst / rate` seconds (a bulk action of the bot). More than a guild
+    /// channel holds (128) makes every stream of the guild fall behind at once and catch up.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5000))]
+    burst: u16,
     /// Internal: run as the writer process of `--mode database`, on this database URL.
     #[arg(long)]
     write_to: Option<String>,
@@ -156,21 +163,38 @@ async fn write_rows(url: &str, args: &Args) -> anyhow::Result<()> {
     use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
     let db = pawtropolis_api::db::connect(url, 1).await?;
     let writers = usize::from(args.writers);
-    let mut tick = tokio::time::interval(period(args) * u32::from(args.writers));
-    for k in (usize::from(args.writer)..args.events).step_by(writers) {
+    let burst = usize::from(args.burst);
+    let mut tick =
+        tokio::time::interval(period(args) * u32::from(args.writers) * u32::from(args.burst));
+    for first in (usize::from(args.writer) * burst..args.events).step_by(writers * burst) {
         tick.tick().await;
         let now = now_us();
         let meta = serde_json::json!({ "t_us": now }).to_string();
-        let insert = sea_orm::Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "INSERT INTO action_log (guild_id, actor_id, action, meta_json, created_at_s) VALUES ($1, $2, 'claim', $3, $4)",
-            vec![
+        let mut sql = String::from(
+            "INSERT INTO action_log (guild_id, actor_id, action, meta_json, created_at_s) VALUES ",
+        );
+        let mut values = Vec::new();
+        for k in first..(first + burst).min(args.events) {
+            let n = values.len();
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, 'claim', ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            ));
+            values.extend([
                 guild(k % usize::from(args.guilds)).into(),
                 "700000000000000001".into(),
-                meta.into(),
+                meta.clone().into(),
                 (now / 1_000_000).into(),
-            ],
-        );
+            ]);
+        }
+        let insert =
+            sea_orm::Statement::from_sql_and_values(db.get_database_backend(), sql, values);
         if args.hold_ms > 0 {
             let txn = db.begin().await?;
             txn.execute_raw(insert).await?;
@@ -235,6 +259,10 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(
         (args.writers == 1 && args.hold_ms == 0) || args.postgres.is_some(),
         "--writers and --hold-ms are for PostgreSQL: SQLite takes one writer at a time, so its ids commit in order"
+    );
+    anyhow::ensure!(
+        args.burst == 1 || (args.mode == "database" && args.writers == 1),
+        "--burst is for --mode database with one writer"
     );
     anyhow::ensure!(
         args.front != "raw" || args.guilds == 1,
@@ -431,6 +459,8 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, M
                 &w.to_string(),
                 "--hold-ms",
                 &args.hold_ms.to_string(),
+                "--burst",
+                &args.burst.to_string(),
             ]);
             writers.push(tokio::process::Command::from(writer).spawn()?);
         }
