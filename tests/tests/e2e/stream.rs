@@ -835,24 +835,48 @@ async fn wait_for_open_streams(app: &TestApp, n: usize, within: Duration, what: 
 
 /// Inserts a [`FLOOD`] of guild A's rows in one statement and wakes the feed; returns their ids.
 async fn flood(app: &TestApp) -> Vec<i64> {
+    burst(app, FLOOD, None).await
+}
+
+/// Inserts `n` rows of guild A (with `reason`) in one statement and wakes the feed; returns
+/// their ids.
+async fn burst(app: &TestApp, n: i64, reason: Option<&str>) -> Vec<i64> {
     let before: i64 = app
         .tdb
         .rows("SELECT COALESCE(MAX(id), 0) AS m FROM action_log", vec![])
         .await[0]
         .try_get("", "m")
         .unwrap();
+    let reason = reason.map_or_else(|| "NULL".to_owned(), |r| format!("'{r}'"));
     app.tdb
         .exec(
             &format!(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {FLOOD}) \
-                 INSERT INTO action_log (guild_id, actor_id, action, created_at_s) \
-                 SELECT '{GUILD_A}', '{M}', 'claim', 1700000000 FROM n"
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) \
+                 INSERT INTO action_log (guild_id, actor_id, action, reason, created_at_s) \
+                 SELECT '{GUILD_A}', '{M}', 'claim', {reason}, 1700000000 FROM n"
             ),
             vec![],
         )
         .await;
     app.api.feed().wake();
-    ((before + 1)..=(before + FLOOD)).collect()
+    ((before + 1)..=(before + n)).collect()
+}
+
+/// Two streams of guild A on the test server, both open: one from a client that does not read
+/// (a small window, so that the server's writes stall soon) and one from a client that reads.
+async fn stalled_and_reading_streams(
+    app: &TestApp,
+    token: &str,
+) -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let stalled = open_small_window_stream(addr, token).await;
+    let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
+    reader
+        .write_all(stream_request(addr, token).as_bytes())
+        .await
+        .unwrap();
+    wait_for_open_streams(app, 2, SECS, "both streams open").await;
+    (stalled, reader)
 }
 
 /// A stream whose client stops reading falls behind the channel (a guild's holds 128 events):
@@ -865,14 +889,7 @@ async fn a_stream_that_falls_behind_catches_up_from_the_database() {
     for backend in backends() {
         let app = flood_app(&backend).await;
         let token = app.token(&[GUILD_A]).await;
-        let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
-        let mut sock = open_small_window_stream(addr, &token).await;
-        let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
-        reader
-            .write_all(stream_request(addr, &token).as_bytes())
-            .await
-            .unwrap();
-        wait_for_open_streams(&app, 2, SECS, "both streams open").await;
+        let (mut sock, mut reader) = stalled_and_reading_streams(&app, &token).await;
         let all = flood(&app).await;
         // The reading client gets everything while the other has not read a byte.
         assert_eq!(read_ids(&mut reader, all.len()).await, all);
@@ -894,38 +911,13 @@ async fn a_stream_that_falls_behind_a_burst_catches_up_from_memory() {
     for backend in backends() {
         let app = flood_app(&backend).await;
         let token = app.token(&[GUILD_A]).await;
-        let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
-        let mut sock = open_small_window_stream(addr, &token).await;
-        let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
-        reader
-            .write_all(stream_request(addr, &token).as_bytes())
-            .await
-            .unwrap();
-        wait_for_open_streams(&app, 2, SECS, "both streams open").await;
-        // 2,000 events of 2 KB: a sixteenth of the guild channel's room would do to fall
-        // behind, but the socket buffers take about a megabyte before the writes stall.
-        let before: i64 = app
-            .tdb
-            .rows("SELECT COALESCE(MAX(id), 0) AS m FROM action_log", vec![])
-            .await[0]
-            .try_get("", "m")
-            .unwrap();
-        let reason = "r".repeat(2048);
-        app.tdb
-            .exec(
-                &format!(
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
-                     INSERT INTO action_log (guild_id, actor_id, action, reason, created_at_s) \
-                     SELECT '{GUILD_A}', '{M}', 'claim', '{reason}', 1700000000 FROM n"
-                ),
-                vec![],
-            )
-            .await;
-        app.api.feed().wake();
-        let all: Vec<i64> = ((before + 1)..=(before + 2000)).collect();
+        let (mut sock, mut reader) = stalled_and_reading_streams(&app, &token).await;
+        // 2,000 events of 2 KB: 129 would overflow the guild's channel, but the socket
+        // buffers take about a megabyte before the writes stall.
+        let all = burst(&app, 2000, Some(&"r".repeat(2048))).await;
         assert_eq!(read_ids(&mut reader, all.len()).await, all);
         app.tdb
-            .exec("DELETE FROM action_log WHERE id > $1", vec![before.into()])
+            .exec("DELETE FROM action_log WHERE id >= $1", vec![all[0].into()])
             .await;
         assert_eq!(read_ids(&mut sock, all.len()).await, all);
         drop(sock);
