@@ -8,3 +8,7 @@ mod wal_watch;
 
 pub use publisher::{ActionFeed, FeedEvent, NOTIFY_CHANNEL};
 pub use recorder::{ActionRecorder, NewAction};
+
+/// Held by the unit tests that start a feed: one of them counts the feed's threads.
+#[cfg(test)]
+pub(crate) static FEED_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

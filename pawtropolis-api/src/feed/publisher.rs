@@ -246,12 +246,17 @@ const GUILD_CHANNEL_CAPACITY: usize = 128;
 /// measured with 2,000 streams and a burst of 5,000 rows, the last event arrived 53 s after
 /// the insert when the streams fell back to the database. More than the default replay bound
 /// (`PAWTROPOLIS_SSE_REPLAY_MAX`, 10,000), so that a stream behind by less than that catches up
-/// from here unless other guilds wrote meanwhile; at about 500 bytes an event, 8 MB at most.
+/// from here unless other guilds wrote meanwhile; at about 500 bytes an event, 8 MB.
 const RECENT_CAPACITY: usize = 16_384;
+/// The same bound in bytes of frames, for rows far larger than usual (`reason` and `meta_json`
+/// are unbounded text): fewer events are kept rather than more memory.
+const RECENT_MAX_BYTES: usize = 16 << 20;
 
 /// The latest events published, in id order, and the id below which they begin.
 struct Recent {
     events: std::collections::VecDeque<Arc<FeedEvent>>,
+    /// Bytes of the frames in `events`.
+    bytes: usize,
     /// Every event published with an id above this is in `events`.
     floor: i64,
 }
@@ -259,18 +264,22 @@ struct Recent {
 impl Recent {
     fn new(floor: i64) -> Self {
         Self {
-            events: std::collections::VecDeque::with_capacity(RECENT_CAPACITY),
+            events: std::collections::VecDeque::new(),
+            bytes: 0,
             floor,
         }
     }
 
     fn push(&mut self, event: Arc<FeedEvent>) {
-        if self.events.len() == RECENT_CAPACITY
-            && let Some(oldest) = self.events.pop_front()
-        {
+        self.bytes += event.frame.len();
+        self.events.push_back(event);
+        while self.events.len() > RECENT_CAPACITY || self.bytes > RECENT_MAX_BYTES {
+            let Some(oldest) = self.events.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.frame.len();
             self.floor = oldest.id;
         }
-        self.events.push_back(event);
     }
 
     /// `guild`'s events with `after < id <= upto`, or `None` when some of them are no longer
@@ -378,6 +387,11 @@ impl Target {
                 if let Some(path) = path {
                     opts = opts.options([("search_path", path)]);
                 }
+                // A query stuck behind a lock (a migration holding `action_log`) is cancelled by
+                // the server before the pass times out, rather than left waiting in the lock
+                // queue while the feed opens new connections.
+                let limit = PASS_TIMEOUT.saturating_sub(Duration::from_secs(5));
+                opts = opts.options([("statement_timeout", format!("{}ms", limit.as_millis()))]);
                 Ok(Self::Postgres(opts))
             }
             other => Err(DbErr::Custom(format!(
@@ -681,23 +695,34 @@ impl Worker {
                     return;
                 }
             }
-            match db.get_database_backend() {
-                DbBackend::Postgres => {
-                    tokio::spawn(listen(
-                        db.get_postgres_connection_pool().clone(),
-                        self.wake.clone(),
-                        self.stop.clone(),
-                    ));
+            let listener = match db.get_database_backend() {
+                DbBackend::Postgres => Some(self.listen_on(&db)),
+                _ => {
+                    super::wal_watch::start(&db, self.wake.clone(), self.stop.clone()).await;
+                    None
                 }
-                _ => super::wal_watch::start(&db, self.wake.clone(), self.stop.clone()).await,
-            }
+            };
             if ready.send(Ok(())).is_ok() {
-                self.run(db, target).await;
+                self.run(db, target, listener).await;
             }
         });
     }
 
-    async fn run(mut self, mut db: DatabaseConnection, target: Target) {
+    /// `LISTEN`s on `db`'s pool (PostgreSQL) until the feed stops or the task is aborted.
+    fn listen_on(&self, db: &DatabaseConnection) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(listen(
+            db.get_postgres_connection_pool().clone(),
+            self.wake.clone(),
+            self.stop.clone(),
+        ))
+    }
+
+    async fn run(
+        mut self,
+        mut db: DatabaseConnection,
+        target: Target,
+        mut listener: Option<tokio::task::JoinHandle<()>>,
+    ) {
         let mut gap: Option<Gap> = None;
         loop {
             tokio::select! {
@@ -733,7 +758,14 @@ impl Worker {
                         PASS_TIMEOUT.as_secs()
                     );
                     match tokio::time::timeout(PASS_TIMEOUT, target.clone().open()).await {
-                        Ok(Ok(fresh)) => db = fresh,
+                        Ok(Ok(fresh)) => {
+                            db = fresh;
+                            // The listener's connection went wherever the feed's did.
+                            if let Some(old) = listener.take() {
+                                old.abort();
+                                listener = Some(self.listen_on(&db));
+                            }
+                        }
                         Ok(Err(e)) => {
                             tracing::warn!(error = %e, "the live feed could not reconnect; it tries again at the next pass")
                         }
@@ -815,8 +847,8 @@ async fn listen(pool: sea_orm::sqlx::PgPool, wake: Arc<Notify>, mut stop: watch:
 mod tests {
     use super::*;
 
-    /// Threads of this process named for the feed (Linux shows 15 bytes of a name). Only one
-    /// test of this crate starts feeds, so the count is this test's own.
+    /// Threads of this process named for the feed (Linux shows 15 bytes of a name). The tests
+    /// that start feeds hold [`crate::feed::FEED_TESTS`], so the count is this test's own.
     #[cfg(target_os = "linux")]
     fn feed_threads() -> usize {
         std::fs::read_dir("/proc/self/task")
@@ -929,11 +961,26 @@ mod tests {
             ids(&recent, "1", oldest_kept - 1, oldest_kept + 1),
             Some(vec![oldest_kept, oldest_kept + 1])
         );
+        // Large rows: the byte bound keeps fewer of them.
+        let mut large = Recent::new(0);
+        let frame = Bytes::from(vec![b'x'; 1 << 20]);
+        for id in 1..=20 {
+            large.push(Arc::new(FeedEvent {
+                id,
+                guild_id: "1".into(),
+                frame: frame.clone(),
+            }));
+        }
+        assert_eq!(large.events.len(), RECENT_MAX_BYTES >> 20);
+        assert_eq!(large.bytes, RECENT_MAX_BYTES);
+        assert_eq!(ids(&large, "1", 3, 20), None);
+        assert_eq!(ids(&large, "1", 19, 20), Some(vec![20]));
     }
 
     #[cfg(target_os = "linux")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_feed_thread_publishes_and_ends_with_the_last_handle() {
+        let _alone = crate::feed::FEED_TESTS.lock().await;
         // In memory: the feed's own connection must reach the same (shared-cache) database.
         let db = migrated(db::connect("sqlite::memory:", 2).await.unwrap()).await;
         // A poll of a minute: only the wake can publish within the test.

@@ -535,6 +535,57 @@ mod tests {
         )
     }
 
+    /// A catch-up within what the feed keeps comes from its memory: the rows are deleted
+    /// after they were published, and the catch-up still sends them (in pages), or a resync
+    /// carrying `upto` when there are more than the bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn catch_up_comes_from_the_feeds_memory() {
+        let _alone = crate::feed::FEED_TESTS.lock().await;
+        let db = db::connect("sqlite::memory:", 2).await.unwrap();
+        migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+        let feed = crate::feed::ActionFeed::start(db.clone(), std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Ids 1..=300, guild 1 but every third row in guild 2.
+        db::execute(
+            &db,
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) \
+             INSERT INTO action_log (guild_id, actor_id, action, created_at_s) \
+             SELECT CASE WHEN i % 3 = 0 THEN '2' ELSE '1' END, '2', 'claim', 0 FROM n",
+            vec![],
+        )
+        .await
+        .unwrap();
+        feed.wake();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while feed.high_water() < 300 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(feed.high_water(), 300);
+        db::execute(&db, "DELETE FROM action_log", vec![])
+            .await
+            .unwrap();
+        let caught_up = |after: i64, max: u32| {
+            catch_up(feed.clone(), db.clone(), "1".into(), after, 300, max)
+                .map(Result::unwrap)
+                .collect::<Vec<Bytes>>()
+        };
+        let ids: Vec<i64> = caught_up(10, 1000)
+            .await
+            .iter()
+            .map(|f| {
+                let text = std::str::from_utf8(f).unwrap();
+                text.lines().next().unwrap()["id: ".len()..]
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ids, (11..=300).filter(|i| i % 3 != 0).collect::<Vec<_>>());
+        assert_eq!(caught_up(10, 50).await, [resync(TOO_MANY_MISSED, 300)]);
+    }
+
     /// Pages, the limit on either side of a page, the bounds, and another guild's rows.
     #[tokio::test]
     async fn replay_pages_and_its_limit() {

@@ -920,10 +920,70 @@ async fn a_stream_that_falls_behind_a_burst_catches_up_from_memory() {
             .exec("DELETE FROM action_log WHERE id >= $1", vec![all[0].into()])
             .await;
         assert_eq!(read_ids(&mut sock, all.len()).await, all);
+        let mut more = [0u8; 1024];
+        let after = tokio::time::timeout(Duration::from_millis(500), sock.read(&mut more)).await;
+        assert!(after.is_err(), "nothing after the burst: {after:?}");
         drop(sock);
         drop(reader);
         app.finish().await;
     }
+}
+
+/// A stream that falls behind by more than the replay bound gets a `resync` carrying the id
+/// it goes on from, then the events after it: however often that happens during a burst,
+/// each event follows the one or the resync before it, with no gap and no repeat, up to the
+/// burst's last row.
+#[tokio::test]
+async fn a_stream_that_falls_behind_further_than_the_replay_bound_resyncs_and_goes_on() {
+    let app = TestApp::spawn_with(
+        &Backend::Sqlite,
+        &["--sse-poll-ms", "60000", "--sse-replay-max", "100"],
+    )
+    .await;
+    let token = app.token(&[GUILD_A]).await;
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut sock = open_small_window_stream(addr, &token).await;
+    wait_for_open_streams(&app, 1, SECS, "the stream opened").await;
+    let all = burst(&app, 2000, Some(&"r".repeat(2048))).await;
+    let last = all[all.len() - 1];
+    // (A reading client would fall behind too: 500 events a pass, 100 at most replayed.)
+    let deadline = tokio::time::Instant::now() + SECS;
+    while app.api.feed().high_water() < last && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.api.feed().high_water(), last, "the burst was published");
+    // Reads blocks until the stream is level with the burst: each event follows the one
+    // before it or the resync before it, with no gap and no repeat.
+    let (mut text, mut buf) = (String::new(), vec![0u8; 64 * 1024]);
+    let (mut at, mut resyncs) = (all[0] - 1, 0);
+    while at < last {
+        let got = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut buf))
+            .await
+            .expect("the end of the burst within 30 s")
+            .unwrap();
+        assert!(got > 0, "the stream ended at {at}");
+        text.push_str(&String::from_utf8_lossy(&buf[..got]));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let id: Option<i64> = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .map(|v| v.parse().unwrap());
+            if block.contains("event: resync") {
+                resyncs += 1;
+                at = id.expect("a resync carries an id");
+            } else if block.contains("event: action") {
+                assert_eq!(id, Some(at + 1), "after {at}");
+                at += 1;
+            }
+        }
+    }
+    assert!(resyncs > 0, "more than 100 missed and no resync");
+    assert_eq!(at, last);
+    let after = tokio::time::timeout(Duration::from_millis(500), sock.read(&mut buf)).await;
+    assert!(after.is_err(), "nothing after the burst: {after:?}");
+    drop(sock);
+    app.finish().await;
 }
 
 /// Served by poem's own server (a host that mounts only `register_api_routes`), a stream whose
