@@ -167,7 +167,13 @@ async fn start_mark(db: &DatabaseConnection, source: Option<i64>) -> Result<i64,
             )
             .await?
             .flatten();
-            return Ok(lowest_missing.map_or(newest, |id| id - 1));
+            let start = lowest_missing.map_or(newest, |id| id - 1);
+            tracing::warn!(
+                newest,
+                start,
+                "a transaction that may insert into action_log stayed open past the live feed's start: publishing starts below the lowest missing id, so rows up to the newest may reach fresh streams as live events"
+            );
+            return Ok(start);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -247,7 +253,7 @@ const GUILD_CHANNEL_CAPACITY: usize = 128;
 /// the insert when the streams fell back to the database. More than the default replay bound
 /// (`PAWTROPOLIS_SSE_REPLAY_MAX`, 10,000), so that a stream behind by less than that catches up
 /// from here unless other guilds wrote meanwhile; at about 500 bytes an event, 8 MB.
-const RECENT_CAPACITY: usize = 16_384;
+pub(crate) const RECENT_CAPACITY: usize = 16_384;
 /// The same bound in bytes of frames, for rows far larger than usual (`reason` and `meta_json`
 /// are unbounded text): fewer events are kept rather than more memory.
 const RECENT_MAX_BYTES: usize = 16 << 20;

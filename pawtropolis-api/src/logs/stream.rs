@@ -584,6 +584,63 @@ mod tests {
             .collect();
         assert_eq!(ids, (11..=300).filter(|i| i % 3 != 0).collect::<Vec<_>>());
         assert_eq!(caught_up(10, 50).await, [resync(TOO_MANY_MISSED, 300)]);
+
+        // The feed's memory moves past a catch-up between two of its pages: the rest comes
+        // from the database, with no gap and no repeat.
+        let insert = |from: i64, to: i64| {
+            db::execute(
+                &db,
+                format!(
+                    "WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n WHERE i < {to}) \
+                     INSERT INTO action_log (id, guild_id, actor_id, action, created_at_s) \
+                     SELECT i, '1', '2', 'claim', 0 FROM n"
+                ),
+                vec![],
+            )
+        };
+        insert(1, 300).await.unwrap();
+        let mut paged = Box::pin(catch_up(feed.clone(), db.clone(), "1".into(), 0, 300, 1000));
+        let mut ids = Vec::new();
+        while ids.len() < CATCH_UP_PAGE {
+            ids.push(paged.next().await.unwrap().unwrap());
+        }
+        let newest = 300 + crate::feed::publisher::RECENT_CAPACITY as i64 + 10;
+        insert(301, newest).await.unwrap();
+        feed.wake();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while feed.high_water() < newest && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(feed.high_water(), newest);
+        assert_eq!(
+            feed.recent_count("1", 0, 300),
+            None,
+            "the memory moved past"
+        );
+        while let Some(frame) = paged.next().await {
+            ids.push(frame.unwrap());
+        }
+        let ids: Vec<i64> = ids
+            .iter()
+            .map(|f| {
+                let text = std::str::from_utf8(f).unwrap();
+                text.lines().next().unwrap()["id: ".len()..]
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        // The first page from memory, where guild 1 had no multiple of 3; the rest from the
+        // rows written again since, all of guild 1.
+        let from_memory: Vec<i64> = (1..=300)
+            .filter(|i| i % 3 != 0)
+            .take(CATCH_UP_PAGE)
+            .collect();
+        let expected: Vec<i64> = from_memory
+            .iter()
+            .copied()
+            .chain(from_memory[CATCH_UP_PAGE - 1] + 1..=300)
+            .collect();
+        assert_eq!(ids, expected);
     }
 
     /// Pages, the limit on either side of a page, the bounds, and another guild's rows.
