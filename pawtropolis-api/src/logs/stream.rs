@@ -504,6 +504,28 @@ impl StreamApi {
 mod tests {
     use super::*;
 
+    /// The ids of event frames.
+    fn frame_ids(frames: &[Bytes]) -> Vec<i64> {
+        frames
+            .iter()
+            .map(|f| {
+                let text = std::str::from_utf8(f).unwrap();
+                text.lines().next().unwrap()["id: ".len()..]
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Waits up to 30 s for the feed to publish up to `id`, and asserts it did.
+    async fn published(feed: &crate::feed::ActionFeed, id: i64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while feed.high_water() < id && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(feed.high_water(), id);
+    }
+
     /// The ids of what `replay` sends, or `None` for a resync.
     async fn replayed(
         db: &DatabaseConnection,
@@ -522,17 +544,7 @@ mod tests {
             assert_eq!(frames.len(), 1, "a resync comes alone");
             return None;
         }
-        Some(
-            frames
-                .iter()
-                .map(|f| {
-                    let text = std::str::from_utf8(f).unwrap();
-                    text.lines().next().unwrap()["id: ".len()..]
-                        .parse()
-                        .unwrap()
-                })
-                .collect(),
-        )
+        Some(frame_ids(&frames))
     }
 
     /// A catch-up within what the feed keeps comes from its memory: the rows are deleted
@@ -559,11 +571,7 @@ mod tests {
         .await
         .unwrap();
         feed.wake();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while feed.high_water() < 300 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert_eq!(feed.high_water(), 300);
+        published(&feed, 300).await;
         db::execute(&db, "DELETE FROM action_log", vec![])
             .await
             .unwrap();
@@ -572,16 +580,7 @@ mod tests {
                 .map(Result::unwrap)
                 .collect::<Vec<Bytes>>()
         };
-        let ids: Vec<i64> = caught_up(10, 1000)
-            .await
-            .iter()
-            .map(|f| {
-                let text = std::str::from_utf8(f).unwrap();
-                text.lines().next().unwrap()["id: ".len()..]
-                    .parse()
-                    .unwrap()
-            })
-            .collect();
+        let ids = frame_ids(&caught_up(10, 1000).await);
         assert_eq!(ids, (11..=300).filter(|i| i % 3 != 0).collect::<Vec<_>>());
         assert_eq!(caught_up(10, 50).await, [resync(TOO_MANY_MISSED, 300)]);
 
@@ -607,11 +606,7 @@ mod tests {
         let newest = 300 + crate::feed::publisher::RECENT_CAPACITY as i64 + 10;
         insert(301, newest).await.unwrap();
         feed.wake();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while feed.high_water() < newest && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert_eq!(feed.high_water(), newest);
+        published(&feed, newest).await;
         assert_eq!(
             feed.recent_count("1", 0, 300),
             None,
@@ -620,15 +615,7 @@ mod tests {
         while let Some(frame) = paged.next().await {
             ids.push(frame.unwrap());
         }
-        let ids: Vec<i64> = ids
-            .iter()
-            .map(|f| {
-                let text = std::str::from_utf8(f).unwrap();
-                text.lines().next().unwrap()["id: ".len()..]
-                    .parse()
-                    .unwrap()
-            })
-            .collect();
+        let ids = frame_ids(&ids);
         // The first page from memory, where guild 1 had no multiple of 3; the rest from the
         // rows written again since, all of guild 1.
         let from_memory: Vec<i64> = (1..=300)
