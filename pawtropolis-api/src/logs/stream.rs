@@ -219,14 +219,15 @@ fn replay(
     }
 }
 
-/// Frames a stream that fell behind its channel takes from the feed's memory at a time.
+/// Frames a catch-up takes from the feed's memory at a time.
 const CATCH_UP_PAGE: usize = 64;
 
-/// What a stream that fell behind its channel missed: the rows of `guild` with
-/// `after < id <= upto`, as [`replay`] sends them. From the feed's memory while it keeps them
-/// (a burst in one guild makes every stream of it fall behind at once; they should not all
-/// query the database at that moment), else from the database. A page at a time, so that a
-/// stalled stream holds a page and not the whole burst.
+/// What a stream missed, whether it resumes after a reconnect or fell behind its channel: the
+/// rows of `guild` with `after < id <= upto`, as [`replay`] sends them. From the feed's memory
+/// while it keeps them (a burst in one guild makes every stream of it fall behind at once, and
+/// a network blip makes every dashboard reconnect at once; they should not all query the
+/// database at that moment), else from the database. A page at a time, so that a stalled
+/// stream holds a page and not the whole burst.
 fn catch_up(
     feed: crate::feed::ActionFeed,
     db: DatabaseConnection,
@@ -412,7 +413,7 @@ impl StreamApi {
             let mut covered = mark;
             if let Some(after) = resume {
                 // Boxed: an idle stream should not carry the size of a database query future.
-                let mut missed = Box::pin(replay(state.db.clone(), guild.clone(), after, mark, settings.sse_replay_max));
+                let mut missed = Box::pin(catch_up(feed.clone(), state.db.clone(), guild.clone(), after, mark, settings.sse_replay_max));
                 while let Some(frame) = missed.next().await {
                     match frame {
                         Ok(frame) => yield Ok(frame),

@@ -923,6 +923,15 @@ async fn a_stream_that_falls_behind_a_burst_catches_up_from_memory() {
         let mut more = [0u8; 1024];
         let after = tokio::time::timeout(Duration::from_millis(500), sock.read(&mut more)).await;
         assert!(after.is_err(), "nothing after the burst: {after:?}");
+        // A reconnect resuming before the burst replays it from memory too.
+        let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+        let mut resumed = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = stream_request(addr, &token).replace(
+            "\r\n\r\n",
+            &format!("\r\nLast-Event-ID: {}\r\n\r\n", all[0] - 1),
+        );
+        resumed.write_all(request.as_bytes()).await.unwrap();
+        assert_eq!(read_ids(&mut resumed, all.len()).await, all);
         drop(sock);
         drop(reader);
         app.finish().await;
