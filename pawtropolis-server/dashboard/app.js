@@ -140,6 +140,8 @@ function openGuild(guild) {
     guild,
     controller: new AbortController(),
     lastId: null,
+    listSynced: false,
+    listShown: false,
     shown: new Set(),
     identities: new Map(),
     pending: new Set(),
@@ -153,9 +155,10 @@ function openGuild(guild) {
   $("actions").replaceChildren();
   view.chartTimer = setInterval(() => loadChart(view), 60_000);
   loadChart(view);
-  (async () => {
-    if (await loadList(view)) follow(view);
-  })();
+  // The stream first, the page when it opens (see `onFrame`): on PostgreSQL ids can commit out
+  // of order, so the newest row of a page is no safe point to resume from (a row below it may
+  // still be committing), while every row up to the id a stream opens with is in the log.
+  follow(view);
 }
 
 function closeView() {
@@ -287,8 +290,8 @@ function legendItem(label, color) {
 
 // ---- live list ----
 
-// The newest page of the log; retried until it loads (or the view is closed), because the
-// stream resumes from its newest row. Returns whether the view is still open.
+// The newest page of the log, merged by id with what the stream brought; retried until it
+// loads (or the view is closed).
 async function loadList(view) {
   let page;
   for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
@@ -312,9 +315,6 @@ async function loadList(view) {
     }
   }
   [...page.items].reverse().forEach((item) => addAction(view, item, false));
-  // Resume the stream right after the newest row shown, so nothing falls in between; an
-  // empty guild replays from the start.
-  view.lastId = Math.max(view.lastId ?? 0, page.items.length ? page.items[0].id : 0);
   return true;
 }
 
@@ -470,6 +470,11 @@ async function follow(view) {
       if (!live(view)) return;
       // Too many streams (429) or a full server (503): wait as long as it asks.
       if (e instanceof ApiError && e.retryAfterS) wait = e.retryAfterS * 1000;
+      // Show the log meanwhile; it is loaded again when the stream opens.
+      if (!view.listShown) {
+        view.listShown = true;
+        loadList(view);
+      }
     }
     if (!live(view)) return;
     setLive(false, "reconnecting…");
@@ -493,14 +498,21 @@ function onFrame(view, frame) {
     else if (field === "retry" && /^\d+$/.test(value)) retry = Number(value);
   }
   if (!live(view)) return retry;
+  // As EventSource does, any block's id is the one to resume from, also one without data:
+  // the block a stream opens with and a resync carry the id the live events go on from.
+  if (id !== null && /^\d+$/.test(id)) view.lastId = Number(id);
   if (event === "action" && data.length) {
-    const item = JSON.parse(data.join("\n"));
-    view.lastId = Number(id ?? item.id);
-    addAction(view, item, true);
+    addAction(view, JSON.parse(data.join("\n")), true);
   } else if (event === "resync") {
     // More was missed than the server replays: start again from the newest page.
     $("actions").replaceChildren();
     view.shown.clear();
+    loadList(view);
+  } else if (!view.listSynced && view.lastId !== null) {
+    // The stream opened: every row up to its id is in the log now, and the stream brings every
+    // later one, so the page loaded now leaves no gap (rows in both are shown once, by id).
+    view.listSynced = true;
+    view.listShown = true;
     loadList(view);
   }
   return retry;

@@ -3,7 +3,8 @@
 // see it appear with its moderator's name, then save a screenshot.
 //
 // Env: PAWTROPOLIS_URL, PAWTROPOLIS_TOKEN, PAWTROPOLIS_GUILD_ID, PAWTROPOLIS_CHROMIUM,
-// PAWTROPOLIS_SCREENSHOT (PNG path). Protocol: prints `insert`, reads back `<id> <name>`.
+// PAWTROPOLIS_SCREENSHOT (PNG path). Protocol: prints `insert`, reads back `<id> <name>`,
+// with ` also <id>` when the test also committed a row it held open while the page loaded.
 // With PAWTROPOLIS_LOGIN_AS=<display name> it signs in through the Discord login instead
 // (against the test's fake Discord), checks the page as that user, and signs out.
 import { chromium } from "playwright-core";
@@ -105,7 +106,8 @@ async function tokenFlow(page) {
 
   // A new action arrives over the stream and goes on top, with its moderator's name.
   console.log("insert");
-  const reply = (await input.next()).value;
+  // `<id> <name>`, and ` also <id>` for a row committed just before it with a lower id.
+  const [reply, also] = (await input.next()).value.split(" also ");
   const [id, ...name] = reply.split(" ");
   const row = page.locator(`#actions li[data-id="${id}"]`);
   await row.waitFor({ timeout: TIMEOUT });
@@ -115,6 +117,10 @@ async function tokenFlow(page) {
     { timeout: TIMEOUT },
   );
   check((await page.getAttribute("#actions li", "data-id")) === id, "the new action is first");
+  if (also) {
+    await page.locator(`#actions li[data-id="${also}"]`).waitFor({ timeout: TIMEOUT });
+    console.log(`ok late commit: action ${also}, committed after the page loaded with newer rows, appeared`);
+  }
   console.log(`ok live: action ${id} by ${name.join(" ")} appeared`);
 
   await page.screenshot({ path: screenshot, fullPage: true });

@@ -65,6 +65,24 @@ pub fn unique_name() -> String {
     )
 }
 
+/// The `id` column of the row `sql` returns, run in `txn` (on PostgreSQL).
+pub async fn id_in(
+    txn: &sea_orm::DatabaseTransaction,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> i64 {
+    txn.query_one_raw(Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "id")
+    .unwrap()
+}
+
 /// An empty database of its own (nothing migrated yet).
 pub struct TestDb {
     /// URL that reaches it (for PostgreSQL, with the schema as search path).
@@ -137,6 +155,13 @@ impl TestDb {
             ))
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// A transaction on a connection of its own, as another process's.
+    pub async fn transaction_elsewhere(&self) -> sea_orm::DatabaseTransaction {
+        use sea_orm::TransactionTrait as _;
+        let db = pawtropolis_api::db::connect(&self.url, 1).await.unwrap();
+        db.begin().await.unwrap()
     }
 
     /// Inserts an `action_log` row and returns its id.

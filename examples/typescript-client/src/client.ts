@@ -30,8 +30,9 @@ export interface StreamHandlers {
 }
 
 /**
- * Follows `GET /api/logs/stream` for `guildId`. With `lastEventId`, the stream first replays
- * every action after it. Browsers cannot set headers on an EventSource, so they pass
+ * Follows `GET /api/logs/stream` for `guildId`. With `lastEventId` (an id a stream sent, not
+ * the newest row of a `/api/logs` page: on PostgreSQL a row below that may still be committing),
+ * the stream first replays every action after it. Browsers cannot set headers on an EventSource, so they pass
  * `last_event_id` in the URL and sign in by cookie; here the token goes in a header.
  */
 export function followActions(

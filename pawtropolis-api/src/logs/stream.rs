@@ -312,7 +312,10 @@ impl StreamApi {
     /// `PAWTROPOLIS_SSE_HEARTBEAT_SECS` (20 s). To resume after a disconnect, send the last id
     /// received as the `Last-Event-ID` header (EventSource does this itself) or the
     /// `last_event_id` parameter: every later row is replayed in id order, then the stream goes
-    /// on live, with no gap and no duplicate. When more than `PAWTROPOLIS_SSE_REPLAY_MAX` rows
+    /// on live, with no gap and no duplicate. Resume only from an id a stream sent: on PostgreSQL
+    /// ids can commit out of order, so the newest row of a `/api/logs` page may have a row below
+    /// it still committing; to show a page and follow on, open the stream, load the page once
+    /// its opening `id:` has come, and merge by id. When more than `PAWTROPOLIS_SSE_REPLAY_MAX` rows
     /// were missed, or the id is newer than every row (the database was restored), an
     /// `event: resync` asks the client to reload the log instead, and the stream goes on live
     /// from the latest row (the resync's `id:`). At most
@@ -440,8 +443,8 @@ impl StreamApi {
             loop {
                 // `yield` stays outside `select!`: the macro's branches are not the stream's body.
                 // Biased, the stop and the session check first: a client that stopped reading
-                // for a while finds the heartbeat overdue when it reads again, and a revoked
-                // session must end the stream before any more events go out.
+                // for a while finds the heartbeat overdue when it reads again, and a session found
+                // revoked at that check ends the stream before any more events go out.
                 let step = tokio::select! {
                     biased;
                     () = &mut stop => Step::Stop,

@@ -9,7 +9,7 @@ use pawtropolis_server::demo::{DEMO_GUILD, insert_demo_rows, moderators};
 use pawtropolis_tests::{
     Backend, TestApp, backends,
     fake_discord::{FakeDiscord, FakeMember, FakeUser},
-    free_port,
+    free_port, id_in,
     node::{NodeProgram, chromium, npm_ci, npm_run, repo_dir},
 };
 
@@ -153,6 +153,27 @@ async fn dashboard_in_a_real_browser() {
                 .to_string()
         });
         let _ = std::fs::remove_file(&shot);
+        // On PostgreSQL ids can commit out of order: a row whose transaction is still open
+        // while a later row commits and the page loads (the later row is the newest of the
+        // page). It commits when the test records the live action; the page must show it.
+        let mut held = None;
+        if matches!(backend, Backend::Postgres(_)) {
+            let txn = app.tdb.transaction_elsewhere().await;
+            let id = id_in(
+                &txn,
+                "INSERT INTO action_log (guild_id, actor_id, action, created_at_s) VALUES ($1, $2, 'claim', $3) RETURNING id",
+                vec![DEMO_GUILD.into(), NEW_MOD.into(), SystemClock.now_s().into()],
+            )
+            .await;
+            let later = app
+                .api
+                .recorder()
+                .record(action(&moderators(DEMO_GUILD)[0].to_string(), "claim"))
+                .await
+                .unwrap();
+            assert!(later > id);
+            held = Some((txn, id));
+        }
         let mut browser = NodeProgram::spawn(
             &dir,
             "dashboard.mjs",
@@ -169,13 +190,18 @@ async fn dashboard_in_a_real_browser() {
             let line = browser.next_line(Duration::from_secs(180)).await;
             match line.as_deref() {
                 Some("insert") => {
+                    let mut also = String::new();
+                    if let Some((txn, id)) = held.take() {
+                        txn.commit().await.unwrap();
+                        also = format!(" also {id}");
+                    }
                     let id = app
                         .api
                         .recorder()
                         .record(action(NEW_MOD, "approve"))
                         .await
                         .unwrap();
-                    browser.send(&format!("{id} {NEW_MOD_NAME}")).await;
+                    browser.send(&format!("{id} {NEW_MOD_NAME}{also}")).await;
                 }
                 Some(l) if l.starts_with("ok live") => break,
                 Some(_) => {}

@@ -7,7 +7,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use pawtropolis_api::feed::NewAction;
 use pawtropolis_tests::{
-    Backend, GUILD_A, GUILD_B, TestApp, TestDb, backends, run_cli, sse::SseClient, unique_name,
+    Backend, GUILD_A, GUILD_B, TestApp, TestDb, backends, id_in, run_cli, sse::SseClient,
+    unique_name,
 };
 
 const M: &str = "700000000000000001";
@@ -537,28 +538,6 @@ fn nothing_yet(rx: &mut Events) -> bool {
     )
 }
 
-/// The `id` column of the row `sql` returns, run in `txn`.
-async fn id_in(txn: &sea_orm::DatabaseTransaction, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
-    use sea_orm::ConnectionTrait as _;
-    txn.query_one_raw(sea_orm::Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        sql,
-        values,
-    ))
-    .await
-    .unwrap()
-    .unwrap()
-    .try_get("", "id")
-    .unwrap()
-}
-
-/// A transaction on a connection of its own, as another process's.
-async fn transaction_elsewhere(tdb: &TestDb) -> sea_orm::DatabaseTransaction {
-    use sea_orm::TransactionTrait as _;
-    let db = pawtropolis_api::db::connect(&tdb.url, 1).await.unwrap();
-    db.begin().await.unwrap()
-}
-
 /// Inserts a row of guild A in `txn` and returns its id.
 async fn insert_in(txn: &sea_orm::DatabaseTransaction) -> i64 {
     id_in(
@@ -601,7 +580,7 @@ async fn an_id_taken_before_its_row_is_written_is_not_lost() {
                 .insert_action(GUILD_A, "claim", M, None, None, 0, None)
                 .await;
             assert_eq!(next_ids(&mut rx, 1).await, [first]);
-            let txn = transaction_elsewhere(&tdb).await;
+            let txn = tdb.transaction_elsewhere().await;
             let taken = id_in(&txn, &format!("SELECT nextval({sequence}) AS id"), vec![]).await;
             let later = tdb
                 .insert_action(GUILD_A, "claim", M, None, None, 0, None)
@@ -638,16 +617,16 @@ async fn a_rolled_back_id_waits_for_no_reader() {
         }
         let tdb = migrated(&backend).await;
         let (feed, mut rx) = start_feed(&tdb).await;
-        let reader = transaction_elsewhere(&tdb).await;
+        let reader = tdb.transaction_elsewhere().await;
         id_in(&reader, "SELECT COUNT(*) AS id FROM action_log", vec![]).await;
-        let purge = transaction_elsewhere(&tdb).await;
+        let purge = tdb.transaction_elsewhere().await;
         id_in(
             &purge,
             "WITH gone AS (DELETE FROM action_log WHERE created_at_s < 0 RETURNING id) SELECT COUNT(*) AS id FROM gone",
             vec![],
         )
         .await;
-        let undone = transaction_elsewhere(&tdb).await;
+        let undone = tdb.transaction_elsewhere().await;
         let rolled_back = insert_in(&undone).await;
         undone.rollback().await.unwrap();
         let after = tdb
@@ -679,7 +658,7 @@ async fn a_row_in_flight_when_the_feed_starts_is_not_lost() {
         let before = tdb
             .insert_action(GUILD_A, "claim", M, None, None, 0, None)
             .await;
-        let txn = transaction_elsewhere(&tdb).await;
+        let txn = tdb.transaction_elsewhere().await;
         let held = insert_in(&txn).await;
         let later = tdb
             .insert_action(GUILD_A, "claim", M, None, None, 0, None)
