@@ -14,6 +14,7 @@ mod m20250101_000001_bot_tables;
 mod m20250101_000002_api_tables;
 mod m20250101_000003_metrics_tables;
 mod m20250101_000004_sessions;
+mod m20250101_000005_session_admins;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000002_api_tables::Migration),
             Box::new(m20250101_000003_metrics_tables::Migration),
             Box::new(m20250101_000004_sessions::Migration),
+            Box::new(m20250101_000005_session_admins::Migration),
         ]
     }
 }

@@ -1,5 +1,5 @@
 //! Dashboard sessions of the Discord login: a random id (stored hashed), the user, the guilds
-//! they may read, and their expiry.
+//! they may read and edit, and their expiry.
 
 // The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the impl.
 #![allow(elided_lifetimes_in_paths)]
@@ -8,7 +8,7 @@ use sea_orm_migration::prelude::*;
 
 use crate::additive::{Table, col, drop_own_table, ensure_table};
 
-const SESSION: Table = Table {
+pub(crate) const SESSION: Table = Table {
     name: "dashboard_session",
     columns: &[
         col(
@@ -32,8 +32,18 @@ const SESSION: Table = Table {
         col("last_seen_at_s", "INTEGER NOT NULL", "BIGINT NOT NULL"),
         col("roles_checked_at_s", "INTEGER NOT NULL", "BIGINT NOT NULL"),
         col("revoked_at_s", "INTEGER", "BIGINT"),
+        col(
+            "admin_guild_ids",
+            "TEXT NOT NULL DEFAULT ''",
+            "TEXT NOT NULL DEFAULT ''",
+        ),
     ],
-    addable: &[],
+    // Added by `m20250101_000005_session_admins` where this migration ran before it existed.
+    addable: &[col(
+        "admin_guild_ids",
+        "TEXT NOT NULL DEFAULT ''",
+        "TEXT NOT NULL DEFAULT ''",
+    )],
     constraint: None,
 };
 

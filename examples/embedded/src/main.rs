@@ -23,7 +23,8 @@ use poem::{
     listener::{Listener as _, TcpListener},
 };
 
-/// The host's own check: one admin secret that may read every guild.
+/// The host's own check: one admin secret that may read every guild and edit its
+/// configuration.
 struct AdminSecret(String);
 
 #[async_trait]
@@ -34,6 +35,7 @@ impl SessionVerifier for AdminSecret {
                 subject: "host:admin".into(),
                 user_id: None,
                 guilds: GuildScope::All,
+                edits: GuildScope::All,
             }),
             _ => None,
         })

@@ -175,17 +175,31 @@ pub fn user_avatar(user: &DiscordUser) -> String {
     }
 }
 
-/// The guilds `user_id` may read: those whose configured admin or reviewer role they hold; all
-/// of them for an owner.
+/// What a user's roles let them do in the configured guilds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuildAccess {
+    /// Guilds they may read: those whose configured reviewer or admin role they hold.
+    pub guild_ids: Vec<String>,
+    /// Guilds whose configuration they may edit: those whose admin role they hold.
+    pub admin_guild_ids: Vec<String>,
+    /// An owner: every guild, to read and to edit.
+    pub all_guilds: bool,
+}
+
+/// What `user_id` may read and edit: the guilds whose configured reviewer or admin role they
+/// hold (admins also edit); everything for an owner.
 pub async fn guild_access(
     db: &DatabaseConnection,
     discord: &DiscordLogin,
     login: &LoginSettings,
     token: &str,
     user_id: &str,
-) -> Result<(Vec<String>, bool), LoginError> {
+) -> Result<GuildAccess, LoginError> {
     if login.owner_ids.iter().any(|o| o == user_id) {
-        return Ok((Vec::new(), true));
+        return Ok(GuildAccess {
+            all_guilds: true,
+            ..GuildAccess::default()
+        });
     }
     let rows = db::query_all(
         db,
@@ -195,20 +209,26 @@ pub async fn guild_access(
     )
     .await
     .map_err(|e| LoginError::Unavailable(e.to_string()))?;
-    let mut guilds = Vec::new();
+    let mut access = GuildAccess::default();
     for row in rows {
+        let role = |column: &str| {
+            row.try_get::<Option<String>>("", column)
+                .map_err(|e| LoginError::Unavailable(e.to_string()))
+        };
         let guild: String = row
             .try_get("", "guild_id")
             .map_err(|e| LoginError::Unavailable(e.to_string()))?;
-        let wanted: Vec<String> = ["reviewer_role_id", "admin_role_id"]
-            .iter()
-            .filter_map(|c| row.try_get::<Option<String>>("", c).ok().flatten())
-            .collect();
-        if let Some(roles) = discord.member_roles(token, &guild).await?
-            && roles.iter().any(|r| wanted.contains(r))
-        {
-            guilds.push(guild);
+        let (reviewer, admin) = (role("reviewer_role_id")?, role("admin_role_id")?);
+        let Some(roles) = discord.member_roles(token, &guild).await? else {
+            continue;
+        };
+        let holds = |wanted: &Option<String>| wanted.as_ref().is_some_and(|w| roles.contains(w));
+        if holds(&admin) {
+            access.admin_guild_ids.push(guild.clone());
+            access.guild_ids.push(guild);
+        } else if holds(&reviewer) {
+            access.guild_ids.push(guild);
         }
     }
-    Ok((guilds, false))
+    Ok(access)
 }

@@ -127,20 +127,20 @@ async fn finish_login(
     };
     let token = login.discord.exchange(&code).await.map_err(unavailable)?;
     let me = login.discord.me(&token).await.map_err(unavailable)?;
-    let (guild_ids, all_guilds) =
-        guild_access(&state.db, &login.discord, &login.settings, &token, &me.id)
-            .await
-            .map_err(unavailable)?;
+    let access = guild_access(&state.db, &login.discord, &login.settings, &token, &me.id)
+        .await
+        .map_err(unavailable)?;
     let user = SessionUser {
         display_name: avatar::display_name(None, me.global_name.as_deref(), &me.username),
         avatar_url: user_avatar(&me),
         user_id: me.id.clone(),
         username: me.username.clone(),
-        guild_ids,
-        all_guilds,
+        guild_ids: access.guild_ids,
+        admin_guild_ids: access.admin_guild_ids,
+        all_guilds: access.all_guilds,
     };
     let secret = create_session(&state.db, &user, &token, state.clock.now_s()).await?;
-    tracing::info!(user_id = %user.user_id, guilds = ?user.guild_ids, all = user.all_guilds, "dashboard login");
+    tracing::info!(user_id = %user.user_id, guilds = ?user.guild_ids, admin = ?user.admin_guild_ids, all = user.all_guilds, "dashboard login");
     Ok(Response::builder()
         .status(StatusCode::FOUND)
         .header(
@@ -195,6 +195,7 @@ struct Me {
     display_name: String,
     avatar_url: String,
     guild_ids: Vec<String>,
+    admin_guild_ids: Vec<String>,
     all_guilds: bool,
 }
 
@@ -212,6 +213,7 @@ async fn current_user(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
                 display_name: u.display_name,
                 avatar_url: u.avatar_url,
                 guild_ids: u.guild_ids,
+                admin_guild_ids: u.admin_guild_ids,
                 all_guilds: u.all_guilds,
             })
             .with_header(header::CACHE_CONTROL, "no-store")

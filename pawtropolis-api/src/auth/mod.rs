@@ -3,7 +3,8 @@
 //! Every `/api` operation takes an [`Auth`] extractor. It accepts an API token
 //! (`Authorization: Bearer …`) or a session cookie (`paw_session`), asks the configured
 //! [`SessionVerifier`] for the [`Principal`] behind it, and each handler then checks the
-//! principal against the requested `guild_id` with [`Principal::authorize`].
+//! principal against the requested `guild_id` with [`Principal::authorize`] (or, to change a
+//! guild's configuration, [`Principal::authorize_edit`]).
 
 pub mod discord;
 pub(crate) mod login;

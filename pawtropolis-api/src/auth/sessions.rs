@@ -30,8 +30,19 @@ pub struct SessionUser {
     pub avatar_url: String,
     /// Guilds the user may read (when not `all_guilds`).
     pub guild_ids: Vec<String>,
+    /// Guilds whose configuration the user may edit (when not `all_guilds`).
+    pub admin_guild_ids: Vec<String>,
     /// An owner: every guild.
     pub all_guilds: bool,
+}
+
+/// A comma-separated list of ids, as the session table stores them.
+fn id_list(column: &str) -> Vec<String> {
+    column
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 struct Row {
@@ -44,7 +55,6 @@ struct Row {
 }
 
 fn from_row(r: &QueryResult) -> Result<Row, DbErr> {
-    let guilds: String = r.try_get("", "guild_ids")?;
     Ok(Row {
         id: r.try_get("", "id")?,
         user: SessionUser {
@@ -52,11 +62,8 @@ fn from_row(r: &QueryResult) -> Result<Row, DbErr> {
             username: r.try_get("", "username")?,
             display_name: r.try_get("", "display_name")?,
             avatar_url: r.try_get("", "avatar_url")?,
-            guild_ids: guilds
-                .split(',')
-                .filter(|g| !g.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            guild_ids: id_list(&r.try_get::<String>("", "guild_ids")?),
+            admin_guild_ids: id_list(&r.try_get::<String>("", "admin_guild_ids")?),
             all_guilds: r.try_get::<i64>("", "all_guilds")? != 0,
         },
         access_token: r.try_get("", "discord_access_token")?,
@@ -77,8 +84,8 @@ pub async fn create_session(
     db::execute(
         db,
         "INSERT INTO dashboard_session (id_hash, user_id, username, display_name, avatar_url, guild_ids, all_guilds, \
-           discord_access_token, created_at_s, last_seen_at_s, roles_checked_at_s) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)",
+           discord_access_token, created_at_s, last_seen_at_s, roles_checked_at_s, admin_guild_ids) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10)",
         vec![
             hash_token(&secret).into(),
             user.user_id.clone().into(),
@@ -89,6 +96,7 @@ pub async fn create_session(
             i64::from(user.all_guilds).into(),
             access_token.into(),
             now_s.into(),
+            user.admin_guild_ids.join(",").into(),
         ],
     )
     .await?;
@@ -161,7 +169,7 @@ impl SessionStore {
         let now = self.clock.now_s();
         let Some(row) = db::query_one(
             &self.db,
-            "SELECT id, user_id, username, display_name, avatar_url, guild_ids, all_guilds, discord_access_token, \
+            "SELECT id, user_id, username, display_name, avatar_url, guild_ids, admin_guild_ids, all_guilds, discord_access_token, \
                created_at_s, last_seen_at_s, roles_checked_at_s \
              FROM dashboard_session WHERE id_hash = $1 AND revoked_at_s IS NULL",
             vec![hash_token(secret).into()],
@@ -187,14 +195,21 @@ impl SessionStore {
             )
             .await
             {
-                Ok((guilds, all)) => {
-                    row.user.guild_ids = guilds;
-                    row.user.all_guilds = all;
+                Ok(access) => {
+                    row.user.guild_ids = access.guild_ids;
+                    row.user.admin_guild_ids = access.admin_guild_ids;
+                    row.user.all_guilds = access.all_guilds;
                     row.roles_checked_at_s = now;
                     db::execute(
                         &self.db,
-                        "UPDATE dashboard_session SET guild_ids = $1, all_guilds = $2, roles_checked_at_s = $3 WHERE id = $4",
-                        vec![row.user.guild_ids.join(",").into(), i64::from(all).into(), now.into(), row.id.into()],
+                        "UPDATE dashboard_session SET guild_ids = $1, admin_guild_ids = $2, all_guilds = $3, roles_checked_at_s = $4 WHERE id = $5",
+                        vec![
+                            row.user.guild_ids.join(",").into(),
+                            row.user.admin_guild_ids.join(",").into(),
+                            i64::from(row.user.all_guilds).into(),
+                            now.into(),
+                            row.id.into(),
+                        ],
                     )
                     .await?;
                 }
@@ -219,6 +234,7 @@ impl SessionStore {
         // comes from the configuration, not from Discord).
         if now - row.roles_checked_at_s >= 2 * recheck {
             row.user.guild_ids.clear();
+            row.user.admin_guild_ids.clear();
             row.user.all_guilds = self.login.owner_ids.contains(&row.user.user_id);
         }
         if now - row.last_seen_at_s >= 60 {
@@ -239,14 +255,20 @@ impl SessionVerifier for SessionStore {
         let Credential::SessionCookie(secret) = credential else {
             return Ok(None);
         };
-        Ok(self.user(secret).await?.map(|u| Principal {
-            subject: format!("user:{}", u.user_id),
-            user_id: Some(u.user_id),
-            guilds: if u.all_guilds {
-                GuildScope::All
-            } else {
-                GuildScope::Only(u.guild_ids.into_iter().collect::<BTreeSet<_>>())
-            },
+        Ok(self.user(secret).await?.map(|u| {
+            let scope = |ids: Vec<String>| {
+                if u.all_guilds {
+                    GuildScope::All
+                } else {
+                    GuildScope::Only(ids.into_iter().collect::<BTreeSet<_>>())
+                }
+            };
+            Principal {
+                subject: format!("user:{}", u.user_id),
+                guilds: scope(u.guild_ids),
+                edits: scope(u.admin_guild_ids),
+                user_id: Some(u.user_id),
+            }
         }))
     }
 }

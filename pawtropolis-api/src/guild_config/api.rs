@@ -62,7 +62,9 @@ impl ConfigApi {
     /// Changes the fields present in the body and records each changed field in the audit log
     /// (who, field, old value, new value, when). Channel and role ids must be snowflakes (17–20
     /// digits) or null; hour settings whole numbers from 0 to 87600. A 400 names the bad field.
-    /// Browsers must send it from the dashboard's origin.
+    /// Browsers must send it from the dashboard's origin. Editing needs the guild's admin role
+    /// (or an owner id, or an API token for the guild): a reviewer may read the configuration
+    /// but gets 403 here.
     #[oai(path = "/config", method = "put", operation_id = "updateConfig")]
     async fn put(
         &self,
@@ -76,7 +78,7 @@ impl ConfigApi {
         check_origin(&state, req)?;
         let guild_id = guild_id.0;
         let principal = auth.principal();
-        principal.authorize(&guild_id)?;
+        principal.authorize_edit(&guild_id)?;
         let changes = parse_update(&body.fields)?;
         let (config, changed) = apply_update(
             &state.db,

@@ -148,7 +148,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         let before = dump(&tdb).await;
 
         let first = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(first.contains("applied 4"), "{first}");
+        assert!(first.contains("applied 5"), "{first}");
         let after_first = schema_snapshot(&tdb).await;
         let second = run_cli(&tdb.url, &["migrate"]).await.unwrap();
         assert!(second.contains("applied 0"), "{second}");
@@ -176,7 +176,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert!(cols.contains("image_search_url_template"), "{cols}");
 
         // Rolling the API back never touches the bot's tables.
-        run_cli(&tdb.url, &["migrate", "down", "-n", "4"])
+        run_cli(&tdb.url, &["migrate", "down", "-n", "5"])
             .await
             .unwrap();
         assert_eq!(
@@ -210,5 +210,44 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert_eq!(cfg["reviewer_role_id"], "666666666666666666");
         assert_eq!(cfg["reapply_cooldown_hours"], 48);
         app.finish().await;
+    }
+}
+
+/// A session table made before `admin_guild_ids` existed gets the column, empty (such a
+/// session edits no configuration until its next role re-check), and keeps its rows.
+#[tokio::test]
+async fn an_older_session_table_gets_the_admin_column() {
+    for backend in backends() {
+        let tdb = TestDb::new(&backend).await;
+        run_cli(&tdb.url, &["migrate", "up", "-n", "4"])
+            .await
+            .unwrap();
+        tdb.exec(
+            "ALTER TABLE dashboard_session DROP COLUMN admin_guild_ids",
+            vec![],
+        )
+        .await;
+        tdb.exec(
+            "INSERT INTO dashboard_session (id_hash, user_id, username, display_name, avatar_url, guild_ids, \
+               discord_access_token, created_at_s, last_seen_at_s, roles_checked_at_s) \
+             VALUES ('h', '1', 'u', 'u', 'a', $1, 't', 0, 0, 0)",
+            vec![GUILD_A.into()],
+        )
+        .await;
+        let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
+        assert!(out.contains("applied 1"), "{out}");
+        let rows = tdb
+            .rows(
+                "SELECT guild_ids, admin_guild_ids FROM dashboard_session",
+                vec![],
+            )
+            .await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].try_get::<String>("", "guild_ids").unwrap(), GUILD_A);
+        assert_eq!(
+            rows[0].try_get::<String>("", "admin_guild_ids").unwrap(),
+            ""
+        );
+        tdb.cleanup().await;
     }
 }

@@ -15,6 +15,8 @@ const NOBODY: &str = "660000000000000002";
 const OWNER: &str = "660000000000000003";
 const ROLE_A: &str = "670000000000000001";
 const ROLE_B: &str = "670000000000000002";
+const ADMIN_A: &str = "660000000000000004";
+const ADMIN_ROLE_A: &str = "670000000000000003";
 const T0: i64 = 1_761_004_800;
 
 struct Login {
@@ -26,7 +28,7 @@ struct Login {
 
 async fn start(backend: &Backend) -> Login {
     let fake = FakeDiscord::start().await;
-    for id in [MOD_A, NOBODY, OWNER] {
+    for id in [MOD_A, NOBODY, OWNER, ADMIN_A] {
         fake.add_user(
             id,
             FakeUser {
@@ -40,6 +42,14 @@ async fn start(backend: &Backend) -> Login {
         MOD_A,
         FakeMember {
             roles: vec![ROLE_A.into()],
+            ..Default::default()
+        },
+    );
+    fake.add_member(
+        GUILD_A,
+        ADMIN_A,
+        FakeMember {
+            roles: vec![ADMIN_ROLE_A.into(), ROLE_A.into()],
             ..Default::default()
         },
     );
@@ -84,6 +94,12 @@ async fn start(backend: &Backend) -> Login {
             )
             .await;
     }
+    app.tdb
+        .exec(
+            "UPDATE guild_config SET admin_role_id = $1 WHERE guild_id = $2",
+            vec![ADMIN_ROLE_A.into(), GUILD_A.into()],
+        )
+        .await;
     Login {
         app,
         fake,
@@ -192,6 +208,25 @@ async fn every_route(l: &Login, guild: &str, session: &str) -> Vec<(String, u16)
     out
 }
 
+fn is_config_update(what: &str) -> bool {
+    what.starts_with("PUT ") && what.contains("/api/config")
+}
+
+/// `PUT /api/config` of guild A with `session`, from the dashboard's origin.
+async fn config_update(l: &Login, session: &str) -> u16 {
+    l.app
+        .client
+        .put(format!("{}/api/config?guild_id={GUILD_A}", l.app.base))
+        .header("cookie", format!("paw_session={session}"))
+        .header("origin", &l.origin)
+        .json(&serde_json::json!({"reapply_cooldown_hours": 12}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn login_flow_access_and_role_recheck() {
     for backend in backends() {
@@ -201,6 +236,7 @@ async fn login_flow_access_and_role_recheck() {
         assert_eq!(s, 200, "{body}");
         assert_eq!(body["user_id"], MOD_A);
         assert_eq!(body["guild_ids"], serde_json::json!([GUILD_A]));
+        assert_eq!(body["admin_guild_ids"], serde_json::json!([]));
         assert!(
             body["avatar_url"]
                 .as_str()
@@ -208,12 +244,28 @@ async fn login_flow_access_and_role_recheck() {
                 .starts_with("https://cdn.discordapp.com/")
         );
 
+        // A reviewer reads everything of A and may not edit its configuration; an admin may.
         for (what, s) in every_route(&l, GUILD_A, &session).await {
-            assert!(
-                (200..300).contains(&s),
-                "session for A on A: {what} gave {s}"
-            );
+            if is_config_update(&what) {
+                assert_eq!(s, 403, "reviewer of A: {what}");
+            } else {
+                assert!((200..300).contains(&s), "reviewer of A: {what} gave {s}");
+            }
         }
+        let admin = log_in(&l, ADMIN_A, "code-admin").await;
+        let body = me(&l, &admin).await.1;
+        assert_eq!(body["guild_ids"], serde_json::json!([GUILD_A]));
+        assert_eq!(body["admin_guild_ids"], serde_json::json!([GUILD_A]));
+        let routes = every_route(&l, GUILD_A, &admin).await;
+        assert!(routes.iter().any(|(what, _)| is_config_update(what)));
+        for (what, s) in routes {
+            assert!((200..300).contains(&s), "admin of A: {what} gave {s}");
+        }
+        for (what, s) in every_route(&l, GUILD_B, &admin).await {
+            assert_eq!(s, 403, "admin of A on B: {what}");
+        }
+        // The admin role removed, the reviewer role kept: after the re-check, reading only.
+        l.fake.set_roles(GUILD_A, ADMIN_A, &[ROLE_A]);
         for (what, s) in every_route(&l, GUILD_B, &session).await {
             assert_eq!(s, 403, "session for A on B: {what}");
         }
@@ -241,8 +293,17 @@ async fn login_flow_access_and_role_recheck() {
             me(&l, &session).await.1["guild_ids"],
             serde_json::json!([GUILD_A])
         );
+        assert_eq!(
+            config_update(&l, &admin).await,
+            200,
+            "admin until the re-check"
+        );
         l.clock.advance(2);
         assert_eq!(me(&l, &session).await.1["guild_ids"], serde_json::json!([]));
+        let body = me(&l, &admin).await.1;
+        assert_eq!(body["guild_ids"], serde_json::json!([GUILD_A]));
+        assert_eq!(body["admin_guild_ids"], serde_json::json!([]));
+        assert_eq!(config_update(&l, &admin).await, 403, "a reviewer now");
         let resp = l
             .app
             .client
@@ -324,18 +385,23 @@ async fn bad_cookies_state_mismatch_and_cross_site_requests() {
             }
         }
 
-        // Cross-site requests are refused: a config update and a logout from another origin.
+        // Cross-site requests are refused: a config update (by an admin, who may make it from
+        // the dashboard) and a logout from another origin.
+        let admin = log_in(&l, ADMIN_A, "code-admin").await;
         let put = l
             .app
             .client
             .put(format!("{}/api/config?guild_id={GUILD_A}", l.app.base))
-            .header("cookie", format!("paw_session={session}"))
+            .header("cookie", format!("paw_session={admin}"))
             .header("origin", "https://evil.example.com")
             .json(&serde_json::json!({"min_join_age_hours": 5}))
             .send()
             .await
             .unwrap();
         assert_eq!(put.status(), 403);
+        let body: serde_json::Value = put.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_origin", "{body}");
+        assert_eq!(config_update(&l, &admin).await, 200, "from the dashboard");
         let out = l
             .app
             .client
