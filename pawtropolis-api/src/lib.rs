@@ -236,7 +236,7 @@ impl PawtropolisApiBuilder {
         let state = Arc::new(ApiState {
             identity,
             resolve_limiter: ResolveRateLimiter::new(self.settings.resolve_rate_per_min),
-            resolve_replies: identity::memory::Lru::new(10_000),
+            resolve_replies: identity::memory::Lru::new(RESOLVE_REPLIES),
             derived: metrics::Derived::new(),
             feed,
             streams,
@@ -258,6 +258,10 @@ impl PawtropolisApiBuilder {
         Ok(PawtropolisApi { state })
     }
 }
+
+/// Encoded `/api/users/resolve` replies kept: a reply of 100 ids is about 33 KB, and every
+/// order of the same ids is an entry of its own, so this bounds them to about 33 MB.
+const RESOLVE_REPLIES: usize = 1_000;
 
 /// Shortest heartbeat interval of live streams: shorter settings are raised to it.
 const MIN_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(10);

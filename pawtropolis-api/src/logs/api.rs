@@ -37,13 +37,14 @@ fn parse_actions(raw: Vec<String>) -> Result<Vec<String>, ApiError> {
             return Err(ApiError::invalid("action values are at most 64 characters"));
         }
         if !actions.iter().any(|x| x == a) {
+            // Refused as soon as it is too many: the duplicate check is quadratic.
+            if actions.len() == MAX_ACTION_FILTERS {
+                return Err(ApiError::invalid(format!(
+                    "action accepts at most {MAX_ACTION_FILTERS} values"
+                )));
+            }
             actions.push(a.to_owned());
         }
-    }
-    if actions.len() > MAX_ACTION_FILTERS {
-        return Err(ApiError::invalid(format!(
-            "action accepts at most {MAX_ACTION_FILTERS} values"
-        )));
     }
     Ok(actions)
 }
@@ -135,5 +136,37 @@ impl LogsApi {
             page.warnings = Some(warnings);
         }
         Ok(LogsResponse::Ok(JsonBytes::encode(&page)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize) -> Vec<String> {
+        vec![
+            (0..n)
+                .map(|i| format!("a{i}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ]
+    }
+
+    #[test]
+    fn action_filters_are_bounded_and_deduplicated() {
+        assert_eq!(
+            parse_actions(values(MAX_ACTION_FILTERS))
+                .map(|a| a.len())
+                .ok(),
+            Some(50)
+        );
+        let e = parse_actions(values(MAX_ACTION_FILTERS + 1)).expect_err("51 values");
+        assert!(e.to_string().contains("at most 50"), "{e}");
+        // Repeats and blanks are not values of their own.
+        let mut repeated = values(MAX_ACTION_FILTERS);
+        repeated.push(" a0 ,,a1".into());
+        assert_eq!(parse_actions(repeated).map(|a| a.len()).ok(), Some(50));
+        assert!(parse_actions(values(16_000)).is_err());
+        assert!(parse_actions(vec!["x".repeat(65)]).is_err());
     }
 }

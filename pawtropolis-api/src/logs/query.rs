@@ -160,7 +160,7 @@ pub async fn list_logs(
     bind(
         &mut sql,
         " ORDER BY created_at_s DESC, id DESC LIMIT ?",
-        i64::from(limit + 1).into(),
+        (i64::from(limit) + 1).into(),
     );
     let rows = db::query_all(db, sql, values).await?;
     let mut items = rows
