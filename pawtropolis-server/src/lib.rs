@@ -7,6 +7,7 @@
 pub mod config;
 pub mod dashboard;
 pub mod demo;
+pub mod request_log;
 
 use std::{io::Write, sync::Arc, time::Duration};
 
@@ -18,7 +19,7 @@ use pawtropolis_api::{
 use poem::{
     Endpoint, EndpointExt, Response, Route, Server,
     listener::{Acceptor, TcpAcceptor},
-    middleware::{RequestId, ReuseId, Tracing},
+    middleware::{RequestId, ReuseId},
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
@@ -212,7 +213,7 @@ pub fn app(api: &PawtropolisApi, dashboard: bool) -> impl Endpoint<Output = Resp
         route
     };
     route
-        .with(Tracing)
+        .with(request_log::RequestLog)
         .with(RequestId::default().reuse_id(ReuseId::Use))
         .map_to_response()
 }

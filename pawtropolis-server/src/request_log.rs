@@ -1,0 +1,153 @@
+//! A span per request and a line per response, as poem's `Tracing` middleware logs them, except
+//! that the query of `/auth/` requests is left out: the login callback's carries Discord's OAuth
+//! code and the login's state, which have no place in a log that many people may read.
+
+use std::time::Instant;
+
+use poem::{
+    Endpoint, FromRequest as _, IntoResponse as _, Middleware, Request, Response, Result,
+    http::Uri, middleware::ReqId, web::RealIp,
+};
+use tracing::Instrument as _;
+
+/// The request log middleware (see the module documentation).
+pub struct RequestLog;
+
+impl<E: Endpoint> Middleware<E> for RequestLog {
+    type Output = RequestLogEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestLogEndpoint(ep)
+    }
+}
+
+/// An endpoint wrapped by [`RequestLog`].
+pub struct RequestLogEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        // The client's address as a trusted proxy reports it, else the peer's.
+        let remote_addr = RealIp::from_request_without_body(&req)
+            .await
+            .ok()
+            .and_then(|ip| ip.0)
+            .map_or_else(|| req.remote_addr().to_string(), |ip| ip.to_string());
+        let request_id = req
+            .extensions()
+            .get::<ReqId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "request",
+            remote_addr = %remote_addr,
+            version = ?req.version(),
+            method = %req.method(),
+            uri = %loggable(req.original_uri()),
+            request_id = %request_id,
+        );
+        async move {
+            let started = Instant::now();
+            let res = self.0.call(req).await;
+            let duration = started.elapsed();
+            match res {
+                Ok(resp) => {
+                    let resp = resp.into_response();
+                    tracing::info!(status = %resp.status(), ?duration, "response");
+                    Ok(resp)
+                }
+                Err(err) => {
+                    tracing::info!(status = %err.status(), error = %err, ?duration, "error");
+                    Err(err)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The request target as logged: under `/auth/`, the path alone.
+fn loggable(uri: &Uri) -> String {
+    if uri.path().starts_with("/auth/") {
+        uri.path().to_owned()
+    } else {
+        uri.to_string()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use poem::{
+        Body, EndpointExt as _, RequestParts, Route, get, handler,
+        http::{StatusCode, uri::Scheme},
+        web::{LocalAddr, RemoteAddr},
+    };
+
+    use super::*;
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[handler]
+    fn ok() -> &'static str {
+        "ok"
+    }
+
+    #[tokio::test]
+    async fn the_login_callbacks_code_and_state_stay_out_of_the_log() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app = Route::new()
+            .at("/auth/callback", get(ok))
+            .at("/api/logs", get(ok))
+            .with(RequestLog);
+        for uri in [
+            "/auth/callback?code=secret-code-123&state=secret-state-456",
+            "/api/logs?guild_id=111111111111111111",
+        ] {
+            // As poem's server makes them, with the original target.
+            let (parts, ()) = poem::http::Request::get(uri).body(()).unwrap().into_parts();
+            let parts = RequestParts::from((
+                parts,
+                LocalAddr::default(),
+                RemoteAddr::default(),
+                Scheme::HTTP,
+            ));
+            let req = Request::from_parts(parts, Body::empty());
+            assert_eq!(app.get_response(req).await.status(), StatusCode::OK);
+        }
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("uri=/auth/callback"), "{log}");
+        assert!(
+            !log.contains("secret-code") && !log.contains("secret-state"),
+            "{log}"
+        );
+        assert!(
+            log.contains("uri=/api/logs?guild_id=111111111111111111"),
+            "{log}"
+        );
+        assert!(log.contains("status=200"), "{log}");
+    }
+}
