@@ -120,10 +120,15 @@ async fn finish_login(
         super::discord::LoginError::Unauthorized => {
             ApiError::Forbidden("Discord refused the login".into())
         }
-        other => ApiError::Unavailable {
-            retry_after_secs: 5,
-            message: other.to_string(),
-        },
+        // The detail (addresses, database errors) is for the log, not the browser.
+        other => {
+            tracing::warn!(error = %other, "login callback failed");
+            ApiError::Unavailable {
+                retry_after_secs: 5,
+                message: "Discord could not be reached to complete the login; try again shortly"
+                    .into(),
+            }
+        }
     };
     let token = login.discord.exchange(&code).await.map_err(unavailable)?;
     let me = login.discord.me(&token).await.map_err(unavailable)?;

@@ -125,6 +125,27 @@ fn cookie_value(resp: &reqwest::Response, name: &str) -> Option<(String, String)
 
 /// Runs the whole flow for `user` and returns the session cookie's value.
 async fn log_in(l: &Login, user: &str, code: &str) -> String {
+    let resp = callback(l, user, code).await;
+    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
+    let (session, raw) = cookie_value(&resp, "paw_session").expect("session cookie");
+    assert!(
+        raw.contains("HttpOnly") && raw.contains("SameSite=Lax") && raw.contains("Path=/"),
+        "{raw}"
+    );
+    assert!(
+        !raw.contains("Secure"),
+        "plain-HTTP localhost runs without Secure: {raw}"
+    );
+    assert!(
+        !raw.contains("user-token"),
+        "Discord's token never reaches the browser"
+    );
+    session
+}
+
+/// Starts a login and comes back through the callback as Discord would for `user`; returns
+/// the callback's response.
+async fn callback(l: &Login, user: &str, code: &str) -> reqwest::Response {
     let client = no_redirects();
     let resp = client
         .get(format!("{}/auth/login", l.app.base))
@@ -159,7 +180,7 @@ async fn log_in(l: &Login, user: &str, code: &str) -> String {
     assert!(raw.contains("HttpOnly") && raw.contains("SameSite=Lax"));
 
     l.fake.add_oauth_code(code, user);
-    let resp = client
+    client
         .get(format!(
             "{}/auth/callback?code={code}&state={state}",
             l.app.base
@@ -167,22 +188,7 @@ async fn log_in(l: &Login, user: &str, code: &str) -> String {
         .header("cookie", format!("paw_oauth_state={state}"))
         .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 302, "{:?}", resp.text().await);
-    let (session, raw) = cookie_value(&resp, "paw_session").expect("session cookie");
-    assert!(
-        raw.contains("HttpOnly") && raw.contains("SameSite=Lax") && raw.contains("Path=/"),
-        "{raw}"
-    );
-    assert!(
-        !raw.contains("Secure"),
-        "plain-HTTP localhost runs without Secure: {raw}"
-    );
-    assert!(
-        !raw.contains("user-token"),
-        "Discord's token never reaches the browser"
-    );
-    session
+        .unwrap()
 }
 
 async fn me(l: &Login, session: &str) -> (u16, serde_json::Value) {
@@ -337,6 +343,18 @@ async fn login_flow_access_and_role_recheck() {
             me(&l, &other2).await.1["guild_ids"],
             serde_json::json!([]),
             "closed after a second interval"
+        );
+
+        // A login while Discord fails: 503, and the browser learns nothing of the failure's
+        // details (addresses, errors); the log has them.
+        let resp = callback(&l, MOD_A, "code-6").await;
+        assert_eq!(resp.status(), 503);
+        assert!(resp.headers().contains_key("retry-after"));
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("Discord could not be reached"), "{body}");
+        assert!(
+            !body.contains("127.0.0.1") && !body.contains("503"),
+            "{body}"
         );
         l.app.finish().await;
     }
