@@ -38,7 +38,10 @@ fn is_pg(manager: &SchemaManager<'_>) -> bool {
     manager.get_database_backend() == DbBackend::Postgres
 }
 
-async fn existing_columns(manager: &SchemaManager<'_>, table: &str) -> Result<Vec<String>, DbErr> {
+pub(crate) async fn existing_columns(
+    manager: &SchemaManager<'_>,
+    table: &str,
+) -> Result<Vec<String>, DbErr> {
     let db = manager.get_connection();
     let backend = manager.get_database_backend();
     let stmt = if is_pg(manager) {

@@ -15,6 +15,7 @@ mod m20250101_000002_api_tables;
 mod m20250101_000003_metrics_tables;
 mod m20250101_000004_sessions;
 mod m20250101_000005_session_admins;
+mod m20250101_000006_bot_config_audit;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000003_metrics_tables::Migration),
             Box::new(m20250101_000004_sessions::Migration),
             Box::new(m20250101_000005_session_admins::Migration),
+            Box::new(m20250101_000006_bot_config_audit::Migration),
         ]
     }
 }

@@ -1,4 +1,5 @@
-//! Tables the API owns: `config_audit_log` and `api_token`.
+//! `api_token`, which the API owns, and `config_audit_log`, the audit trail of config edits it
+//! shares with the bot.
 
 // The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the impl.
 #![allow(elided_lifetimes_in_paths)]
@@ -7,7 +8,11 @@ use sea_orm_migration::prelude::*;
 
 use crate::additive::{Table, col, drop_own_table, ensure_index, ensure_table};
 
-const CONFIG_AUDIT_LOG: Table = Table {
+/// The bot's own audit trail of dashboard config edits (its migration 060), with the same
+/// columns, so that both write one trail: `user_id` is who (a Discord user id, or the API
+/// principal such as `token:12`), `source` where from (`dashboard`, `api`), `created_at` when
+/// (`YYYY-MM-DD HH:MM:SS` UTC, as SQLite's `datetime('now')` writes it).
+pub(crate) const CONFIG_AUDIT_LOG: Table = Table {
     name: "config_audit_log",
     columns: &[
         col(
@@ -16,15 +21,35 @@ const CONFIG_AUDIT_LOG: Table = Table {
             "BIGSERIAL PRIMARY KEY",
         ),
         col("guild_id", "TEXT NOT NULL", "TEXT NOT NULL"),
-        col("actor", "TEXT NOT NULL", "TEXT NOT NULL"),
-        col("field", "TEXT NOT NULL", "TEXT NOT NULL"),
+        col("user_id", "TEXT NOT NULL", "TEXT NOT NULL"),
+        col("field_key", "TEXT NOT NULL", "TEXT NOT NULL"),
         col("old_value", "TEXT", "TEXT"),
         col("new_value", "TEXT", "TEXT"),
-        col("changed_at_s", "INTEGER NOT NULL", "BIGINT NOT NULL"),
+        col(
+            "source",
+            "TEXT NOT NULL DEFAULT 'dashboard'",
+            "TEXT NOT NULL DEFAULT 'dashboard'",
+        ),
+        col(
+            "created_at",
+            "TEXT NOT NULL DEFAULT (datetime('now'))",
+            "TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')",
+        ),
     ],
     addable: &[],
     constraint: None,
 };
+
+/// The bot's index of it (the same name, so neither creates a second one).
+pub(crate) async fn ensure_audit_index(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    ensure_index(
+        manager,
+        "idx_config_audit_guild",
+        "config_audit_log",
+        "guild_id, created_at DESC",
+    )
+    .await
+}
 
 const API_TOKEN: Table = Table {
     name: "api_token",
@@ -54,13 +79,10 @@ pub(crate) struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         ensure_table(manager, &CONFIG_AUDIT_LOG).await?;
-        ensure_index(
-            manager,
-            "idx_config_audit_guild_time",
-            "config_audit_log",
-            "guild_id, changed_at_s",
-        )
-        .await?;
+        // A table of the API's first layout is converted by migration 6 first.
+        if !crate::m20250101_000006_bot_config_audit::is_first_api_layout(manager).await? {
+            ensure_audit_index(manager).await?;
+        }
         ensure_table(manager, &API_TOKEN).await?;
         // Keyset pagination of the log orders by (created_at_s, id). SQLite's index already
         // ends in the rowid (= id); PostgreSQL needs the id spelled out to avoid a sort.
@@ -82,7 +104,7 @@ impl MigrationTrait for Migration {
             .get_connection()
             .execute_unprepared(&format!("DROP INDEX IF EXISTS {IDX_KEYSET}"))
             .await?;
-        drop_own_table(manager, "api_token").await?;
-        drop_own_table(manager, "config_audit_log").await
+        // `config_audit_log` is the bot's table as well: it stays.
+        drop_own_table(manager, "api_token").await
     }
 }

@@ -2,7 +2,9 @@ use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, param::Query};
 use serde::Serialize;
 
-use super::{GuildConfig, GuildConfigUpdate, JsonObject, apply_update, load_config, parse_update};
+use super::{
+    Editor, GuildConfig, GuildConfigUpdate, JsonObject, apply_update, load_config, parse_update,
+};
 use crate::{
     ApiTags,
     auth::Auth,
@@ -84,7 +86,7 @@ impl ConfigApi {
             &state.db,
             &guild_id,
             &changes,
-            &principal.subject,
+            Editor::of(principal),
             state.clock.now_s(),
         )
         .await?;

@@ -7,5 +7,5 @@ mod service;
 
 pub use body::JsonObject;
 pub use service::{
-    ConfigChange, GuildConfig, GuildConfigUpdate, apply_update, load_config, parse_update,
+    ConfigChange, Editor, GuildConfig, GuildConfigUpdate, apply_update, load_config, parse_update,
 };

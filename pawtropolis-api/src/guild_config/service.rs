@@ -3,7 +3,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::{db, error::ApiError, snowflake::Snowflake, timefmt::sql_datetime};
+use crate::{auth::Principal, db, error::ApiError, snowflake::Snowflake, timefmt::sql_datetime};
 
 /// Snowflake settings: channel and role ids, each nullable.
 const SNOWFLAKE_FIELDS: [&str; 7] = [
@@ -227,6 +227,31 @@ fn current_value(cfg: &GuildConfig, field: &str) -> Option<String> {
     }
 }
 
+/// Who made a change, as the audit trail (the bot's `config_audit_log`) records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Editor<'a> {
+    /// A Discord user id, or the API principal (`token:12`) when no person is behind it.
+    pub user_id: &'a str,
+    /// Where the change came from: `dashboard` (a signed-in user) or `api`.
+    pub source: &'a str,
+}
+
+impl<'a> Editor<'a> {
+    /// The editor `principal` is.
+    pub fn of(principal: &'a Principal) -> Self {
+        match &principal.user_id {
+            Some(user) => Self {
+                user_id: user,
+                source: "dashboard",
+            },
+            None => Self {
+                user_id: &principal.subject,
+                source: "api",
+            },
+        }
+    }
+}
+
 /// Applies validated changes in one transaction and records each field whose value changed in
 /// `config_audit_log` (who, field, old, new, when). Returns the new configuration and the
 /// names of the fields that changed.
@@ -234,7 +259,7 @@ pub async fn apply_update(
     db: &DatabaseConnection,
     guild_id: &Snowflake,
     changes: &[ConfigChange],
-    actor: &str,
+    editor: Editor<'_>,
     now_s: i64,
 ) -> Result<(GuildConfig, Vec<String>), ApiError> {
     let txn = db.begin().await?;
@@ -283,15 +308,16 @@ pub async fn apply_update(
         .await?;
         db::execute(
             &txn,
-            "INSERT INTO config_audit_log (guild_id, actor, field, old_value, new_value, changed_at_s) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO config_audit_log (guild_id, user_id, field_key, old_value, new_value, source, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             vec![
                 guild_id.as_str().into(),
-                actor.into(),
+                editor.user_id.into(),
                 field.into(),
                 old.into(),
                 new_text.into(),
-                now_s.into(),
+                editor.source.into(),
+                now_text.clone().into(),
             ],
         )
         .await?;

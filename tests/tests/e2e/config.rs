@@ -47,20 +47,30 @@ async fn read_update_and_audit() {
 
         let rows = app
             .tdb
-            .rows("SELECT actor, field, old_value, new_value, changed_at_s FROM config_audit_log ORDER BY id", vec![])
+            .rows("SELECT user_id, field_key, old_value, new_value, source, created_at FROM config_audit_log ORDER BY id", vec![])
             .await;
         let audit: Vec<(String, String, Option<String>, Option<String>)> = rows
             .iter()
             .map(|r| {
                 (
-                    r.try_get("", "actor").unwrap(),
-                    r.try_get("", "field").unwrap(),
+                    r.try_get("", "user_id").unwrap(),
+                    r.try_get("", "field_key").unwrap(),
                     r.try_get("", "old_value").unwrap(),
                     r.try_get("", "new_value").unwrap(),
                 )
             })
             .collect();
         assert_eq!(audit.len(), 3, "{audit:?}");
+        // The bot's layout: an API token's changes come from the `api`, at a time in SQLite's
+        // `datetime('now')` format.
+        for r in &rows {
+            assert_eq!(r.try_get::<String>("", "source").unwrap(), "api");
+            let at: String = r.try_get("", "created_at").unwrap();
+            assert!(
+                chrono::NaiveDateTime::parse_from_str(&at, "%Y-%m-%d %H:%M:%S").is_ok(),
+                "{at}"
+            );
+        }
         assert!(audit.iter().all(|a| a.0.starts_with("token:")));
         assert!(audit.contains(&(
             "token:1".into(),

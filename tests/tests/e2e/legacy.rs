@@ -31,6 +31,18 @@ fn legacy_schema(backend: &Backend) -> Vec<String> {
              reapply_cooldown_hours {big} NOT NULL DEFAULT 24, min_account_age_hours {big} NOT NULL DEFAULT 0, \
              min_join_age_hours {big} NOT NULL DEFAULT 0, created_at TEXT, updated_at TEXT)"
         ),
+        // The bot's audit trail of dashboard config edits (its migration 060).
+        format!(
+            "CREATE TABLE config_audit_log ({id}, guild_id TEXT NOT NULL, user_id TEXT NOT NULL, \
+             field_key TEXT NOT NULL, old_value TEXT, new_value TEXT, source TEXT NOT NULL DEFAULT 'dashboard', \
+             created_at TEXT NOT NULL DEFAULT {now})",
+            now = match backend {
+                Backend::Sqlite => "(datetime('now'))",
+                Backend::Postgres(_) => "'2025-01-01 00:00:00'",
+            }
+        ),
+        "CREATE INDEX idx_config_audit_guild ON config_audit_log (guild_id, created_at DESC)"
+            .into(),
     ]
 }
 
@@ -80,7 +92,32 @@ async fn dump(tdb: &TestDb) -> Vec<String> {
             row.try_get::<String>("", "image_search_url_template").unwrap()
         ));
     }
+    out.extend(audit_trail(tdb).await);
     out
+}
+
+/// The rows of `config_audit_log`, oldest first.
+async fn audit_trail(tdb: &TestDb) -> Vec<String> {
+    tdb.rows(
+        "SELECT guild_id, user_id, field_key, old_value, new_value, source, created_at FROM config_audit_log ORDER BY id",
+        vec![],
+    )
+    .await
+    .iter()
+    .map(|row| {
+        let s = |c: &str| row.try_get::<Option<String>>("", c).unwrap().unwrap_or_default();
+        format!(
+            "audit|{}|{}|{}|{}|{}|{}|{}",
+            s("guild_id"),
+            s("user_id"),
+            s("field_key"),
+            s("old_value"),
+            s("new_value"),
+            s("source"),
+            s("created_at")
+        )
+    })
+    .collect()
 }
 
 async fn schema_snapshot(tdb: &TestDb) -> Vec<String> {
@@ -145,10 +182,16 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
             vec![GUILD_A.into()],
         )
         .await;
+        tdb.exec(
+            "INSERT INTO config_audit_log (guild_id, user_id, field_key, old_value, new_value, created_at) \
+             VALUES ($1, '555555555555555555', 'reapply_cooldown_hours', '24', '48', '2025-01-02 03:04:05')",
+            vec![GUILD_A.into()],
+        )
+        .await;
         let before = dump(&tdb).await;
 
         let first = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(first.contains("applied 5"), "{first}");
+        assert!(first.contains("applied 6"), "{first}");
         let after_first = schema_snapshot(&tdb).await;
         let second = run_cli(&tdb.url, &["migrate"]).await.unwrap();
         assert!(second.contains("applied 0"), "{second}");
@@ -176,7 +219,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert!(cols.contains("image_search_url_template"), "{cols}");
 
         // Rolling the API back never touches the bot's tables.
-        run_cli(&tdb.url, &["migrate", "down", "-n", "5"])
+        run_cli(&tdb.url, &["migrate", "down", "-n", "6"])
             .await
             .unwrap();
         assert_eq!(
@@ -209,7 +252,106 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert_eq!(s, 200);
         assert_eq!(cfg["reviewer_role_id"], "666666666666666666");
         assert_eq!(cfg["reapply_cooldown_hours"], 48);
+
+        // An edit through the API lands in the bot's audit trail, after the bot's own row.
+        let resp = app
+            .client
+            .put(format!("{}/api/config?guild_id={GUILD_A}", app.base))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"reapply_cooldown_hours": 72}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let trail = audit_trail(&app.tdb).await;
+        assert_eq!(trail.len(), 2, "{trail:?}");
+        assert_eq!(
+            trail[0],
+            format!(
+                "audit|{GUILD_A}|555555555555555555|reapply_cooldown_hours|24|48|dashboard|2025-01-02 03:04:05"
+            )
+        );
+        assert!(
+            trail[1].starts_with(&format!(
+                "audit|{GUILD_A}|token:1|reapply_cooldown_hours|48|72|api|"
+            )),
+            "{trail:?}"
+        );
         app.finish().await;
+    }
+}
+
+/// A `config_audit_log` of the API's first layout (`actor`, `field`, `changed_at_s`), which
+/// kept the bot's migration 060 from running, is converted to the bot's layout with its rows.
+#[tokio::test]
+async fn the_apis_first_audit_table_becomes_the_bots() {
+    for backend in backends() {
+        let tdb = TestDb::new(&backend).await;
+        run_cli(&tdb.url, &["migrate", "up", "-n", "1"])
+            .await
+            .unwrap();
+        let (id, big) = match backend {
+            Backend::Sqlite => ("id INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+            Backend::Postgres(_) => ("id BIGSERIAL PRIMARY KEY", "BIGINT"),
+        };
+        tdb.exec(
+            &format!(
+                "CREATE TABLE config_audit_log ({id}, guild_id TEXT NOT NULL, actor TEXT NOT NULL, \
+                 field TEXT NOT NULL, old_value TEXT, new_value TEXT, changed_at_s {big} NOT NULL)"
+            ),
+            vec![],
+        )
+        .await;
+        tdb.exec(
+            "CREATE INDEX idx_config_audit_guild_time ON config_audit_log (guild_id, changed_at_s)",
+            vec![],
+        )
+        .await;
+        for (actor, old, new, at) in [
+            (
+                "user:555555555555555555",
+                Some("24"),
+                "48",
+                1_761_004_800i64,
+            ),
+            ("token:3", None, "900000000000000001", 1_761_004_861),
+        ] {
+            tdb.exec(
+                "INSERT INTO config_audit_log (guild_id, actor, field, old_value, new_value, changed_at_s) \
+                 VALUES ($1, $2, 'reapply_cooldown_hours', $3, $4, $5)",
+                vec![
+                    GUILD_A.into(),
+                    actor.into(),
+                    old.map(str::to_owned).into(),
+                    new.into(),
+                    at.into(),
+                ],
+            )
+            .await;
+        }
+        let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
+        assert!(out.contains("applied 5"), "{out}");
+        assert_eq!(
+            audit_trail(&tdb).await,
+            [
+                format!(
+                    "audit|{GUILD_A}|555555555555555555|reapply_cooldown_hours|24|48|dashboard|2025-10-21 00:00:00"
+                ),
+                format!(
+                    "audit|{GUILD_A}|token:3|reapply_cooldown_hours||900000000000000001|api|2025-10-21 00:01:01"
+                ),
+            ]
+        );
+        // New rows follow the converted ones, with the bot's defaults.
+        tdb.exec(
+            "INSERT INTO config_audit_log (guild_id, user_id, field_key) VALUES ($1, '1', 'x')",
+            vec![GUILD_A.into()],
+        )
+        .await;
+        let trail = audit_trail(&tdb).await;
+        assert_eq!(trail.len(), 3);
+        assert!(trail[2].contains("|1|x|||dashboard|"), "{trail:?}");
+        tdb.cleanup().await;
     }
 }
 
@@ -235,7 +377,7 @@ async fn an_older_session_table_gets_the_admin_column() {
         )
         .await;
         let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(out.contains("applied 1"), "{out}");
+        assert!(out.contains("applied 2"), "{out}");
         let rows = tdb
             .rows(
                 "SELECT guild_ids, admin_guild_ids FROM dashboard_session",
