@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pawtropolis-target}"
 WORK="${1:-/tmp/pawtropolis-bench}"
-GUILD=896070888594759740
+GUILD=424242424242424242
 OTHER=123456789012345678
 NOW=1761004800
 PORT=3907

@@ -85,19 +85,26 @@ pub enum TokenCommand {
 /// `demo-data` options.
 #[derive(Debug, Clone, Args)]
 pub struct DemoDataArgs {
-    /// Number of rows to generate.
-    #[arg(long, default_value_t = 20_000)]
+    /// Number of rows to generate (at most 5,000,000: they are built in memory first).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
     pub rows: u64,
     /// Guild the rows belong to.
     #[arg(long, default_value = crate::demo::DEMO_GUILD)]
     pub guild: String,
-    /// Days of history, ending now (or at `PAWTROPOLIS_NOW`).
-    #[arg(long, default_value_t = 90)]
+    /// Days of history, ending now (or at `PAWTROPOLIS_NOW`), 1 to 3,650.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3_650))]
     pub days: u32,
     /// Random seed (the same seed gives the same rows).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
+
+/// Upper bounds of durations in settings: past them a value is a mistake, and the arithmetic
+/// of timestamps would overflow.
+const DAY: u64 = 86_400;
+const YEAR: u64 = 365 * DAY;
+/// 9999-12-31T23:59:59Z, the last time the API formats.
+const LAST_SECOND_OF_9999: i64 = 253_402_300_799;
 
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -106,6 +113,8 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_DATABASE_URL",
+        // `--help` would print the password of a URL taken from the environment.
+        hide_env_values = true,
         default_value = "sqlite://data/pawtropolis.db?mode=rwc",
         global = true
     )]
@@ -114,6 +123,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_DB_MAX_CONNECTIONS",
+        value_parser = clap::value_parser!(u32).range(1..=1_000),
         default_value_t = 8,
         global = true
     )]
@@ -133,12 +143,13 @@ pub struct Settings {
     #[arg(long, env = "PAWTROPOLIS_DISCORD_API_BASE", default_value = DISCORD_BASE, global = true)]
     pub discord_api_base: String,
     /// Unix time metrics windows are computed against (to replay a historical database).
-    #[arg(long, env = "PAWTROPOLIS_NOW", global = true)]
+    #[arg(long, env = "PAWTROPOLIS_NOW", value_parser = clap::value_parser!(i64).range(0..=LAST_SECOND_OF_9999), global = true)]
     pub now: Option<i64>,
     /// Seconds metrics results are cached; 0 turns the cache off.
     #[arg(
         long,
         env = "PAWTROPOLIS_METRICS_CACHE_SECS",
+        value_parser = clap::value_parser!(u64).range(0..=DAY),
         default_value_t = 300,
         global = true
     )]
@@ -150,6 +161,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_USER_CACHE_TTL_SECS",
+        value_parser = clap::value_parser!(u64).range(0..=YEAR),
         default_value_t = 1800,
         global = true
     )]
@@ -158,6 +170,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_NEGATIVE_CACHE_TTL_SECS",
+        value_parser = clap::value_parser!(u64).range(0..=YEAR),
         default_value_t = 300,
         global = true
     )]
@@ -166,6 +179,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_DISCORD_TIMEOUT_MS",
+        value_parser = clap::value_parser!(u64).range(1..=600_000),
         default_value_t = 5000,
         global = true
     )]
@@ -174,6 +188,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_DISCORD_BACKOFF_SECS",
+        value_parser = clap::value_parser!(u64).range(0..=DAY),
         default_value_t = 5,
         global = true
     )]
@@ -190,6 +205,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_SSE_HEARTBEAT_SECS",
+        value_parser = clap::value_parser!(u64).range(1..=DAY),
         default_value_t = 20,
         global = true
     )]
@@ -198,6 +214,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_SSE_POLL_MS",
+        value_parser = clap::value_parser!(u64).range(10..=3_600_000),
         default_value_t = 200,
         global = true
     )]
@@ -214,6 +231,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_SSE_MAX_STREAMS",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000),
         default_value_t = 10_000,
         global = true
     )]
@@ -242,6 +260,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_ROLE_RECHECK_SECS",
+        value_parser = clap::value_parser!(i64).range(1..=DAY as i64),
         default_value_t = 600,
         global = true
     )]
@@ -250,6 +269,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_SESSION_IDLE_SECS",
+        value_parser = clap::value_parser!(i64).range(60..=YEAR as i64),
         default_value_t = 21_600,
         global = true
     )]
@@ -258,6 +278,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_SESSION_MAX_SECS",
+        value_parser = clap::value_parser!(i64).range(60..=YEAR as i64),
         default_value_t = 604_800,
         global = true
     )]
@@ -266,6 +287,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_SSE_MAX_STREAMS_PER_PRINCIPAL",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000),
         default_value_t = 20,
         global = true
     )]
@@ -273,12 +295,55 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Refuses settings the server cannot run with, naming what to fix: a public URL that is
+    /// not an origin, and a Discord login with only some of its three settings.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(url) = self.public_origin() {
+            let parsed: poem::http::Uri = url.parse().map_err(|_| bad_origin(&url))?;
+            let origin_only = matches!(parsed.scheme_str(), Some("http" | "https"))
+                && parsed.authority().is_some()
+                && matches!(parsed.path(), "" | "/")
+                && parsed.query().is_none();
+            if !origin_only {
+                return Err(bad_origin(&url));
+            }
+        }
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let login = [
+            ("DISCORD_CLIENT_ID", set(&self.discord_client_id)),
+            ("DISCORD_CLIENT_SECRET", set(&self.discord_client_secret)),
+            ("PAWTROPOLIS_PUBLIC_URL", set(&self.public_url)),
+        ];
+        if login[..2].iter().any(|(_, on)| *on) && login.iter().any(|(_, on)| !on) {
+            let missing: Vec<&str> = login
+                .iter()
+                .filter(|(_, on)| !on)
+                .map(|(name, _)| *name)
+                .collect();
+            anyhow::bail!(
+                "the Discord login needs DISCORD_CLIENT_ID, DISCORD_CLIENT_SECRET and PAWTROPOLIS_PUBLIC_URL; missing: {}",
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// `PAWTROPOLIS_PUBLIC_URL` without surrounding whitespace (an env file with CRLF line
+    /// ends leaves a `\r`) or a trailing `/`; `None` when unset or blank.
+    fn public_origin(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .map(|u| u.trim().trim_end_matches('/'))
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+    }
+
     /// The library settings these flags describe.
     pub fn api_settings(&self) -> ApiSettings {
         ApiSettings {
             now: self.now,
             metrics_cache_secs: self.metrics_cache_secs,
-            public_url: self.public_url.clone(),
+            public_url: self.public_origin(),
             user_cache_ttl_secs: self.user_cache_ttl_secs,
             negative_cache_ttl_secs: self.negative_cache_ttl_secs,
             discord_timeout: std::time::Duration::from_millis(self.discord_timeout_ms.max(1)),
@@ -304,14 +369,11 @@ impl Settings {
             .discord_client_secret
             .as_deref()
             .filter(|s| !s.trim().is_empty())?;
-        let public = self
-            .public_url
-            .as_deref()
-            .filter(|s| !s.trim().is_empty())?;
+        let public = self.public_origin()?;
         Some(pawtropolis_api::settings::LoginSettings {
             client_id: id.trim().to_owned(),
             client_secret: secret.trim().to_owned(),
-            public_url: public.trim().trim_end_matches('/').to_owned(),
+            public_url: public,
             discord_api_base: self.discord_api_base.trim_end_matches('/').to_owned(),
             owner_ids: self
                 .owner_ids
@@ -339,5 +401,95 @@ impl Settings {
             builder = builder.proxy(base).ratelimiter_disabled(true);
         }
         Some(Arc::new(builder.build()))
+    }
+}
+
+fn bad_origin(url: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "PAWTROPOLIS_PUBLIC_URL must be the origin browsers use, such as https://dash.example.org (scheme and host, no path), got {url:?}"
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pawtropolis-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_with_their_name() {
+        for (flag, value) in [
+            ("--sse-heartbeat-secs", "0"),
+            ("--sse-heartbeat-secs", "18446744073709551615"),
+            ("--session-max-secs", "9223372036854775807"),
+            ("--session-idle-secs", "0"),
+            ("--now=-5", ""),
+            ("--now", "999999999999999"),
+            ("--sse-max-streams", "0"),
+            ("--sse-max-streams-per-principal", "0"),
+            ("--discord-backoff-secs", "18446744073709551615"),
+            ("--db-max-connections", "0"),
+            ("demo-data", "--rows=100000000000000000"),
+            ("demo-data", "--days=0"),
+        ] {
+            let args: Vec<&str> = [flag, value]
+                .into_iter()
+                .filter(|a| !a.is_empty())
+                .collect();
+            let e = parse(&args).expect_err(flag).to_string();
+            let option = args.iter().rfind(|a| a.starts_with("--")).unwrap();
+            let name = option.split('=').next().unwrap();
+            assert!(e.contains(name), "{flag} {value}: {e}");
+        }
+        assert!(parse(&["--sse-heartbeat-secs", "1", "--now", "0"]).is_ok());
+    }
+
+    #[test]
+    fn the_public_url_is_an_origin() {
+        let cli = parse(&["--public-url", " https://dash.example.org/\r"]).unwrap();
+        cli.settings.check().unwrap();
+        assert_eq!(
+            cli.settings.api_settings().public_url.as_deref(),
+            Some("https://dash.example.org")
+        );
+        for bad in [
+            "dash.example.org",
+            "ftp://dash.example.org",
+            "https://dash.example.org/app",
+        ] {
+            let cli = parse(&["--public-url", bad]).unwrap();
+            let e = cli.settings.check().expect_err(bad).to_string();
+            assert!(e.contains("PAWTROPOLIS_PUBLIC_URL"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_login_needs_all_three_settings() {
+        let cli = parse(&["--discord-client-id", "123"]).unwrap();
+        let e = cli.settings.check().unwrap_err().to_string();
+        assert!(
+            e.contains("missing: DISCORD_CLIENT_SECRET, PAWTROPOLIS_PUBLIC_URL"),
+            "{e}"
+        );
+        let cli = parse(&[
+            "--discord-client-id",
+            "123",
+            "--discord-client-secret",
+            "s",
+            "--public-url",
+            "http://127.0.0.1:3000",
+        ])
+        .unwrap();
+        cli.settings.check().unwrap();
+        assert!(cli.settings.login_settings().is_some());
+        // A public URL alone (the dashboard with token sign-in) is fine.
+        parse(&["--public-url", "https://dash.example.org"])
+            .unwrap()
+            .settings
+            .check()
+            .unwrap();
     }
 }

@@ -6,8 +6,9 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
 };
 
-/// Guild id of the demo data.
-pub const DEMO_GUILD: &str = "896070888594759740";
+/// Guild id of the demo data: no real guild's, so that demo rows written into a real database
+/// by mistake can never pass for a real guild's actions (and are easy to delete).
+pub const DEMO_GUILD: &str = "424242424242424242";
 
 /// Discord's epoch (2015-01-01) in Unix milliseconds, for realistic snowflakes.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;

@@ -69,9 +69,9 @@ async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
         .with_context(|| format!("connecting to {}", redact(&settings.database_url)))
 }
 
-/// The URL without its password, for logs.
+/// The URL without its password (in the user info or a `password=` parameter), for logs.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
             match creds.split_once(':') {
@@ -80,6 +80,21 @@ fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url,
     }
 }
 
@@ -125,7 +140,8 @@ async fn token_with(
             if tokens::revoke(&db, &token, SystemClock.now_s()).await? {
                 writeln!(out, "revoked")?;
             } else {
-                anyhow::bail!("no active token matches {token:?}");
+                // Not echoed: it may be a live secret typed into the wrong place.
+                anyhow::bail!("no active token matches the secret given");
             }
         }
         TokenCommand::List => {
@@ -229,6 +245,7 @@ pub fn acceptor(
 }
 
 async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::Result<()> {
+    settings.check()?;
     let db = connect_and_migrate(settings).await?;
     let demo_token = if args.demo {
         Some(prepare_demo(settings, &db, out).await?)
@@ -372,5 +389,9 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(super::redact("sqlite://data/x.db"), "sqlite://data/x.db");
+        assert_eq!(
+            super::redact("postgres://h/db?user=u&password=secret&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! HOST_ADMIN_SECRET=s3cret cargo run -p pawtropolis-embedded-example
-//! curl -H "Authorization: Bearer s3cret" "http://127.0.0.1:3001/api/logs?guild_id=896070888594759740"
+//! curl -H "Authorization: Bearer s3cret" "http://127.0.0.1:3001/api/logs?guild_id=424242424242424242"
 //! ```
 
 use std::sync::Arc;
