@@ -28,12 +28,15 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
-        // The client's address as a trusted proxy reports it, else the peer's.
-        let remote_addr = RealIp::from_request_without_body(&req)
+        // The peer's address, and apart from it the client's as `X-Forwarded-For` and the like
+        // claim it: any client can send those headers, so they never stand in for the peer.
+        let remote_addr = req.remote_addr().to_string();
+        let forwarded_for = RealIp::from_request_without_body(&req)
             .await
             .ok()
             .and_then(|ip| ip.0)
-            .map_or_else(|| req.remote_addr().to_string(), |ip| ip.to_string());
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         let request_id = req
             .extensions()
             .get::<ReqId>()
@@ -42,6 +45,7 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         let span = tracing::info_span!(
             "request",
             remote_addr = %remote_addr,
+            forwarded_for = %forwarded_for,
             version = ?req.version(),
             method = %req.method(),
             uri = %loggable(req.original_uri()),
