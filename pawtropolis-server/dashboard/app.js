@@ -449,6 +449,14 @@ async function follow(view) {
       }
       if (!r.ok) throw await apiError(r);
       setLive(true, "live");
+      // A proxy that buffers the stream would hold back its opening block, and with it the
+      // page: show the page anyway after a while (it is loaded again when the block comes).
+      setTimeout(() => {
+        if (live(view) && !view.listShown) {
+          view.listShown = true;
+          loadList(view);
+        }
+      }, 3000);
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {

@@ -300,7 +300,8 @@ impl Settings {
     pub fn check(&self) -> anyhow::Result<()> {
         if let Some(url) = self.public_origin() {
             let parsed: poem::http::Uri = url.parse().map_err(|_| bad_origin(&url))?;
-            let origin_only = matches!(parsed.scheme_str(), Some("http" | "https"))
+            let scheme = parsed.scheme_str().map(str::to_ascii_lowercase);
+            let origin_only = matches!(scheme.as_deref(), Some("http" | "https"))
                 && parsed.authority().is_some()
                 && matches!(parsed.path(), "" | "/")
                 && parsed.query().is_none();
@@ -312,7 +313,7 @@ impl Settings {
         let login = [
             ("DISCORD_CLIENT_ID", set(&self.discord_client_id)),
             ("DISCORD_CLIENT_SECRET", set(&self.discord_client_secret)),
-            ("PAWTROPOLIS_PUBLIC_URL", set(&self.public_url)),
+            ("PAWTROPOLIS_PUBLIC_URL", self.public_origin().is_some()),
         ];
         if login[..2].iter().any(|(_, on)| *on) && login.iter().any(|(_, on)| !on) {
             let missing: Vec<&str> = login
@@ -455,6 +456,11 @@ mod tests {
             cli.settings.api_settings().public_url.as_deref(),
             Some("https://dash.example.org")
         );
+        parse(&["--public-url", "HTTPS://Dash.Example.org"])
+            .unwrap()
+            .settings
+            .check()
+            .unwrap();
         for bad in [
             "dash.example.org",
             "ftp://dash.example.org",
@@ -474,6 +480,17 @@ mod tests {
             e.contains("missing: DISCORD_CLIENT_SECRET, PAWTROPOLIS_PUBLIC_URL"),
             "{e}"
         );
+        let cli = parse(&[
+            "--discord-client-id",
+            "123",
+            "--discord-client-secret",
+            "s",
+            "--public-url",
+            "/",
+        ])
+        .unwrap();
+        let e = cli.settings.check().unwrap_err().to_string();
+        assert!(e.contains("missing: PAWTROPOLIS_PUBLIC_URL"), "{e}");
         let cli = parse(&[
             "--discord-client-id",
             "123",

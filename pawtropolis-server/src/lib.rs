@@ -321,13 +321,31 @@ async fn prepare_demo(
     db: &DatabaseConnection,
     out: Out<'_>,
 ) -> anyhow::Result<String> {
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM action_log",
-        ))
-        .await?;
-    let existing: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or(0);
+    let count = |sql: &str, values: Vec<sea_orm::Value>| {
+        let stmt = sea_orm::Statement::from_sql_and_values(db.get_database_backend(), sql, values);
+        async move {
+            let row = db.query_one_raw(stmt).await?;
+            anyhow::Ok(
+                row.map(|r| r.try_get::<i64>("", "n"))
+                    .transpose()?
+                    .unwrap_or(0),
+            )
+        }
+    };
+    let existing = count("SELECT COUNT(*) AS n FROM action_log", vec![]).await?;
+    let of_demo = count(
+        "SELECT COUNT(*) AS n FROM action_log WHERE guild_id = $1",
+        vec![demo::DEMO_GUILD.into()],
+    )
+    .await?;
+    if existing > 0 && of_demo == 0 {
+        writeln!(
+            out,
+            "demo: the database has {existing} actions, none of them the demo guild's; the \
+             dashboard link shows an empty guild (demo data of an older version used another \
+             guild id: delete the database file to start over)"
+        )?;
+    }
     if existing == 0 {
         let n =
             demo::insert_demo_rows(db, 20_000, demo::DEMO_GUILD, now_s(settings), 90, 7).await?;

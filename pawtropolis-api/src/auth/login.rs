@@ -125,7 +125,7 @@ async fn finish_login(
             tracing::warn!(error = %other, "login callback failed");
             ApiError::Unavailable {
                 retry_after_secs: 5,
-                message: "Discord could not be reached to complete the login; try again shortly"
+                message: "the login could not be completed (Discord or the server's database failed); try again shortly"
                     .into(),
             }
         }

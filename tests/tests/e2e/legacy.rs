@@ -287,9 +287,11 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
 async fn the_apis_first_audit_table_becomes_the_bots() {
     for backend in backends() {
         let tdb = TestDb::new(&backend).await;
-        run_cli(&tdb.url, &["migrate", "up", "-n", "1"])
+        // A database the API's first four migrations made, with its own audit table.
+        run_cli(&tdb.url, &["migrate", "up", "-n", "4"])
             .await
             .unwrap();
+        tdb.exec("DROP TABLE config_audit_log", vec![]).await;
         let (id, big) = match backend {
             Backend::Sqlite => ("id INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
             Backend::Postgres(_) => ("id BIGSERIAL PRIMARY KEY", "BIGINT"),
@@ -330,7 +332,7 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
             .await;
         }
         let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(out.contains("applied 5"), "{out}");
+        assert!(out.contains("applied 2"), "{out}");
         assert_eq!(
             audit_trail(&tdb).await,
             [
@@ -342,7 +344,7 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
                 ),
             ]
         );
-        // New rows follow the converted ones, with the bot's defaults.
+        // New rows follow the converted ones (ids kept), with the bot's defaults.
         tdb.exec(
             "INSERT INTO config_audit_log (guild_id, user_id, field_key) VALUES ($1, '1', 'x')",
             vec![GUILD_A.into()],
@@ -351,6 +353,28 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
         let trail = audit_trail(&tdb).await;
         assert_eq!(trail.len(), 3);
         assert!(trail[2].contains("|1|x|||dashboard|"), "{trail:?}");
+        let ids: Vec<i64> = tdb
+            .rows("SELECT id FROM config_audit_log ORDER BY id", vec![])
+            .await
+            .iter()
+            .map(|r| r.try_get("", "id").unwrap())
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+        // Nothing is left behind, and on PostgreSQL the sequence keeps its name.
+        let tables = schema_snapshot(&tdb).await.join("\n");
+        assert!(!tables.contains("config_audit_log_api_v1"), "{tables}");
+        assert!(!tables.contains("changed_at_s"), "{tables}");
+        if let Backend::Postgres(_) = backend {
+            let seq: String = tdb
+                .rows(
+                    "SELECT pg_get_serial_sequence('config_audit_log', 'id') AS s",
+                    vec![],
+                )
+                .await[0]
+                .try_get("", "s")
+                .unwrap();
+            assert!(seq.ends_with(".config_audit_log_id_seq"), "{seq}");
+        }
         tdb.cleanup().await;
     }
 }

@@ -351,7 +351,7 @@ async fn login_flow_access_and_role_recheck() {
         assert_eq!(resp.status(), 503);
         assert!(resp.headers().contains_key("retry-after"));
         let body = resp.text().await.unwrap();
-        assert!(body.contains("Discord could not be reached"), "{body}");
+        assert!(body.contains("the login could not be completed"), "{body}");
         assert!(
             !body.contains("127.0.0.1") && !body.contains("503"),
             "{body}"
