@@ -480,28 +480,23 @@ mod tests {
             e.contains("missing: DISCORD_CLIENT_SECRET, PAWTROPOLIS_PUBLIC_URL"),
             "{e}"
         );
-        let cli = parse(&[
-            "--discord-client-id",
-            "123",
-            "--discord-client-secret",
-            "s",
-            "--public-url",
-            "/",
-        ])
-        .unwrap();
-        let e = cli.settings.check().unwrap_err().to_string();
+        let with_url = |url: &str| {
+            parse(&[
+                "--discord-client-id",
+                "123",
+                "--discord-client-secret",
+                "s",
+                "--public-url",
+                url,
+            ])
+            .unwrap()
+            .settings
+        };
+        let e = with_url("/").check().unwrap_err().to_string();
         assert!(e.contains("missing: PAWTROPOLIS_PUBLIC_URL"), "{e}");
-        let cli = parse(&[
-            "--discord-client-id",
-            "123",
-            "--discord-client-secret",
-            "s",
-            "--public-url",
-            "http://127.0.0.1:3000",
-        ])
-        .unwrap();
-        cli.settings.check().unwrap();
-        assert!(cli.settings.login_settings().is_some());
+        let settings = with_url("http://127.0.0.1:3000");
+        settings.check().unwrap();
+        assert!(settings.login_settings().is_some());
         // A public URL alone (the dashboard with token sign-in) is fine.
         parse(&["--public-url", "https://dash.example.org"])
             .unwrap()
