@@ -26,6 +26,8 @@ pub enum Trouble {
     Status(u16),
     /// Answer 429 with this `retry_after` (seconds).
     RateLimited(f64),
+    /// Answer 429 with this `retry_after` this many more times, then normally.
+    RateLimitedTimes(f64, u32),
 }
 
 /// A user the fake knows.
@@ -91,13 +93,19 @@ fn discord_error(status: StatusCode, code: i64, message: &str) -> Response {
 }
 
 async fn trouble(state: &State, user: &str) -> Option<Response> {
-    let t = state
-        .trouble
-        .lock()
-        .unwrap()
-        .get(user)
-        .cloned()
-        .or_else(|| state.default_trouble.lock().unwrap().clone());
+    let t = {
+        let mut own = state.trouble.lock().unwrap();
+        match own.get_mut(user) {
+            // Counted down here, under the lock: each call takes one.
+            Some(Trouble::RateLimitedTimes(after, n)) if *n > 0 => {
+                *n -= 1;
+                Some(Trouble::RateLimited(*after))
+            }
+            Some(Trouble::RateLimitedTimes(..)) => None,
+            Some(t) => Some(t.clone()),
+            None => state.default_trouble.lock().unwrap().clone(),
+        }
+    };
     match t {
         None | Some(Trouble::None) => None,
         Some(Trouble::Slow(d)) => {
@@ -109,6 +117,7 @@ async fn trouble(state: &State, user: &str) -> Option<Response> {
             0,
             "fake trouble",
         )),
+        Some(Trouble::RateLimitedTimes(..)) => None,
         Some(Trouble::RateLimited(after)) => Some(
             poem::web::Json(json!({"message": "You are being rate limited.", "retry_after": after, "global": false}))
                 .with_status(StatusCode::TOO_MANY_REQUESTS)

@@ -131,30 +131,72 @@ impl DiscordLogin {
             .map_err(|e| LoginError::Unavailable(e.to_string()))
     }
 
-    /// The user's roles in `guild`, or `None` when they are not a member.
+    /// The user's roles in `guild`, or `None` when they are not a member. Discord limits this
+    /// call tightly per user, and a login asks it once per configured guild: a 429 that asks
+    /// for a short wait is waited out once rather than failing the whole login.
     pub async fn member_roles(
         &self,
         token: &str,
         guild: &str,
     ) -> Result<Option<Vec<String>>, LoginError> {
-        let resp = self
-            .http
-            .get(format!(
-                "{}/api/v10/users/@me/guilds/{guild}/member",
-                self.base
-            ))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
-        if resp.status().as_u16() == 404 {
-            return Ok(None);
+        let mut waited = false;
+        loop {
+            let resp = self
+                .http
+                .get(format!(
+                    "{}/api/v10/users/@me/guilds/{guild}/member",
+                    self.base
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+            match resp.status().as_u16() {
+                404 => return Ok(None),
+                429 => {
+                    let wait = retry_after(resp).await;
+                    if waited || wait > MAX_RATE_LIMIT_WAIT {
+                        return Err(LoginError::Unavailable(format!(
+                            "Discord rate limited the role check (retry after {} ms)",
+                            wait.as_millis()
+                        )));
+                    }
+                    waited = true;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => {
+                    let member: MemberReply = Self::check(resp)?
+                        .json()
+                        .await
+                        .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+                    return Ok(Some(member.roles));
+                }
+            }
         }
-        let member: MemberReply = Self::check(resp)?
-            .json()
-            .await
-            .map_err(|e| LoginError::Unavailable(e.to_string()))?;
-        Ok(Some(member.roles))
+    }
+}
+
+/// Longest wait a role check sits out for a rate limit (once) before it fails.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a 429 asks to wait: its body's `retry_after` (seconds, fractional), else its
+/// `Retry-After` header, else a second.
+async fn retry_after(resp: reqwest::Response) -> Duration {
+    #[derive(Deserialize)]
+    struct Limited {
+        retry_after: f64,
+    }
+    let header = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    let body = resp.json::<Limited>().await.ok().map(|l| l.retry_after);
+    let secs = body.or(header).unwrap_or(1.0);
+    if secs.is_finite() && secs >= 0.0 {
+        Duration::from_secs_f64(secs.min(3_600.0))
+    } else {
+        Duration::from_secs(1)
     }
 }
 

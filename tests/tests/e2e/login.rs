@@ -345,6 +345,25 @@ async fn login_flow_access_and_role_recheck() {
             "closed after a second interval"
         );
 
+        // Discord rate limits the role check once, asking for a short wait: the login waits
+        // it out instead of failing; a limit that comes back fails it (503).
+        l.fake.set_trouble(
+            MOD_A,
+            pawtropolis_tests::fake_discord::Trouble::RateLimitedTimes(0.2, 1),
+        );
+        let limited = log_in(&l, MOD_A, "code-7").await;
+        assert_eq!(
+            me(&l, &limited).await.1["guild_ids"],
+            serde_json::json!([GUILD_A])
+        );
+        l.fake.set_trouble(
+            MOD_A,
+            pawtropolis_tests::fake_discord::Trouble::RateLimitedTimes(0.2, 2),
+        );
+        assert_eq!(callback(&l, MOD_A, "code-8").await.status(), 503);
+        l.fake
+            .set_trouble(MOD_A, pawtropolis_tests::fake_discord::Trouble::Status(503));
+
         // A login while Discord fails: 503, and the browser learns nothing of the failure's
         // details (addresses, errors); the log has them.
         let resp = callback(&l, MOD_A, "code-6").await;
