@@ -241,6 +241,7 @@ impl PawtropolisApiBuilder {
             feed,
             streams,
             login,
+            logouts: auth::logouts::Logouts::default(),
             metrics_cache: MetricsCache::new(self.settings.metrics_cache_secs),
             db: self.db,
             settings: self.settings,

@@ -177,6 +177,7 @@ async fn end_session(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
         check_origin(&state, req)?;
         if let Some(c) = super::request_cookie(req, SESSION_COOKIE) {
             revoke_session(&state.db, &c, state.clock.now_s()).await?;
+            state.logouts.logged_out(&c);
         }
         Ok::<_, ApiError>(
             Response::builder()

@@ -8,6 +8,7 @@
 
 pub mod discord;
 pub(crate) mod login;
+pub(crate) mod logouts;
 mod principal;
 mod scheme;
 pub mod sessions;

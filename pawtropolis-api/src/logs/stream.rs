@@ -428,11 +428,28 @@ impl StreamApi {
                 }
                 covered = covered.max(after);
             }
-            // One future for the whole stream, not one per event: its waiter stays registered
+            // A logout made here ends a cookie's streams at once (other revocations, and
+            // logouts made through another instance, at the next heartbeat's check).
+            let logout = match &held {
+                Some(Held::Cookie(c)) => Some(state.logouts.watch(c)),
+                _ => None,
+            };
+            // One future for the whole stream, not one per event: its waiters stay registered
             // instead of being added and removed under the channel's lock at every event. It
             // also ends a stream opened after the feed stopped.
             let stop = async move {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
+                let logged_out = async move {
+                    match logout {
+                        Some(mut rx) => {
+                            let _ = rx.wait_for(|out| *out).await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = stopped.wait_for(|stopped| *stopped) => {}
+                    () = logged_out => {}
+                }
             };
             tokio::pin!(stop);
             let period = settings.sse_heartbeat;

@@ -27,6 +27,10 @@ struct Login {
 }
 
 async fn start(backend: &Backend) -> Login {
+    start_with_heartbeat(backend, "1").await
+}
+
+async fn start_with_heartbeat(backend: &Backend, heartbeat_secs: &str) -> Login {
     let fake = FakeDiscord::start().await;
     for id in [MOD_A, NOBODY, OWNER, ADMIN_A] {
         fake.add_user(
@@ -81,7 +85,7 @@ async fn start(backend: &Backend) -> Login {
             "--role-recheck-secs",
             "600",
             "--sse-heartbeat-secs",
-            "1",
+            heartbeat_secs,
         ],
         clock.clone(),
     )
@@ -546,6 +550,48 @@ async fn a_session_cookie_opens_a_stream_that_closes_when_access_ends() {
         assert!(
             stream.ended_within(Duration::from_secs(5)).await,
             "stream of a user without access"
+        );
+        l.app.finish().await;
+    }
+}
+
+/// A logout ends the session's live streams at once, long before the next heartbeat would
+/// find the session gone; another session's stream stays open.
+#[tokio::test]
+async fn a_logout_ends_its_sessions_streams_at_once() {
+    for backend in backends() {
+        let l = start_with_heartbeat(&backend, "60").await;
+        let path = format!("/api/logs/stream?guild_id={GUILD_A}");
+        let mut streams = Vec::new();
+        for code in ["code-1", "code-2"] {
+            let session = log_in(&l, MOD_A, code).await;
+            let cookie = format!("paw_session={session}");
+            let mut stream =
+                SseClient::connect_with(&l.app.base, &path, &[("cookie", &cookie)]).await;
+            assert_eq!(stream.status, 200);
+            stream
+                .next_block(Duration::from_secs(5))
+                .await
+                .expect("open");
+            streams.push((session, stream));
+        }
+        let out = l
+            .app
+            .client
+            .post(format!("{}/auth/logout", l.app.base))
+            .header("cookie", format!("paw_session={}", streams[0].0))
+            .header("origin", &l.origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), 204);
+        assert!(
+            streams[0].1.ended_within(Duration::from_secs(3)).await,
+            "the logged-out session's stream"
+        );
+        assert!(
+            !streams[1].1.ended_within(Duration::from_secs(1)).await,
+            "another session's stream stays open"
         );
         l.app.finish().await;
     }
