@@ -438,17 +438,21 @@ impl StreamApi {
             // instead of being added and removed under the channel's lock at every event. It
             // also ends a stream opened after the feed stopped.
             let stop = async move {
-                let logged_out = async move {
-                    match logout {
-                        Some(mut rx) => {
-                            let _ = rx.wait_for(|out| *out).await;
-                        }
-                        None => std::future::pending().await,
+                match logout {
+                    // Boxed: a stream without a cookie (most of them, from scripts) should not
+                    // carry the size of the second watch.
+                    Some(mut logout) => {
+                        Box::pin(async move {
+                            tokio::select! {
+                                _ = stopped.wait_for(|stopped| *stopped) => {}
+                                _ = logout.wait_for(|out| *out) => {}
+                            }
+                        })
+                        .await;
                     }
-                };
-                tokio::select! {
-                    _ = stopped.wait_for(|stopped| *stopped) => {}
-                    () = logged_out => {}
+                    None => {
+                        let _ = stopped.wait_for(|stopped| *stopped).await;
+                    }
                 }
             };
             tokio::pin!(stop);
