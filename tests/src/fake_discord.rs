@@ -365,7 +365,8 @@ impl FakeDiscord {
             .insert(id.to_owned(), trouble);
     }
 
-    /// Trouble for every user without trouble of their own.
+    /// Trouble for every user without trouble of their own (`RateLimitedTimes` counts only
+    /// as a user's own trouble).
     pub fn set_default_trouble(&self, trouble: Trouble) {
         *self.state.default_trouble.lock().unwrap() = Some(trouble);
     }

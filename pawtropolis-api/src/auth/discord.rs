@@ -132,14 +132,15 @@ impl DiscordLogin {
     }
 
     /// The user's roles in `guild`, or `None` when they are not a member. Discord limits this
-    /// call tightly per user, and a login asks it once per configured guild: a 429 that asks
-    /// for a short wait is waited out once rather than failing the whole login.
+    /// call tightly per user, and a login asks it once per configured guild: with `may_wait`
+    /// set, a 429 that asks for a short wait is waited out (and `may_wait` cleared, so that one
+    /// login waits once) rather than failing the whole login.
     pub async fn member_roles(
         &self,
         token: &str,
         guild: &str,
+        may_wait: &mut bool,
     ) -> Result<Option<Vec<String>>, LoginError> {
-        let mut waited = false;
         loop {
             let resp = self
                 .http
@@ -155,13 +156,13 @@ impl DiscordLogin {
                 404 => return Ok(None),
                 429 => {
                     let wait = retry_after(resp).await;
-                    if waited || wait > MAX_RATE_LIMIT_WAIT {
+                    if !*may_wait || wait > MAX_RATE_LIMIT_WAIT {
                         return Err(LoginError::Unavailable(format!(
                             "Discord rate limited the role check (retry after {} ms)",
                             wait.as_millis()
                         )));
                     }
-                    waited = true;
+                    *may_wait = false;
                     tokio::time::sleep(wait).await;
                 }
                 _ => {
@@ -229,14 +230,18 @@ pub struct GuildAccess {
 }
 
 /// What `user_id` may read and edit: the guilds whose configured reviewer or admin role they
-/// hold (admins also edit); everything for an owner.
+/// hold (admins also edit); everything for an owner. `wait_once` lets a login sit out one
+/// short rate limit of Discord's; a re-check, which runs inside some request, fails at once
+/// instead (the access checked last keeps for a while).
 pub async fn guild_access(
     db: &DatabaseConnection,
     discord: &DiscordLogin,
     login: &LoginSettings,
     token: &str,
     user_id: &str,
+    wait_once: bool,
 ) -> Result<GuildAccess, LoginError> {
+    let mut may_wait = wait_once;
     if login.owner_ids.iter().any(|o| o == user_id) {
         return Ok(GuildAccess {
             all_guilds: true,
@@ -261,7 +266,7 @@ pub async fn guild_access(
             .try_get("", "guild_id")
             .map_err(|e| LoginError::Unavailable(e.to_string()))?;
         let (reviewer, admin) = (role("reviewer_role_id")?, role("admin_role_id")?);
-        let Some(roles) = discord.member_roles(token, &guild).await? else {
+        let Some(roles) = discord.member_roles(token, &guild, &mut may_wait).await? else {
             continue;
         };
         let holds = |wanted: &Option<String>| wanted.as_ref().is_some_and(|w| roles.contains(w));

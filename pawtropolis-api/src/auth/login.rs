@@ -132,9 +132,16 @@ async fn finish_login(
     };
     let token = login.discord.exchange(&code).await.map_err(unavailable)?;
     let me = login.discord.me(&token).await.map_err(unavailable)?;
-    let access = guild_access(&state.db, &login.discord, &login.settings, &token, &me.id)
-        .await
-        .map_err(unavailable)?;
+    let access = guild_access(
+        &state.db,
+        &login.discord,
+        &login.settings,
+        &token,
+        &me.id,
+        true,
+    )
+    .await
+    .map_err(unavailable)?;
     let user = SessionUser {
         display_name: avatar::display_name(None, me.global_name.as_deref(), &me.username),
         avatar_url: user_avatar(&me),

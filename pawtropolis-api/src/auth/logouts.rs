@@ -7,41 +7,67 @@ use std::{collections::HashMap, sync::Mutex};
 
 use tokio::sync::watch;
 
-/// Live watches by session secret.
-#[derive(Default)]
+use super::tokens::hash_token;
+
+/// Live watches by the hash of the session's secret (the secret itself stays out of memory
+/// once its streams are gone, as it stays out of the database).
 pub(crate) struct Logouts {
-    sessions: Mutex<HashMap<String, watch::Sender<bool>>>,
+    inner: Mutex<Inner>,
 }
 
-/// Entries kept before those no stream watches any more are dropped.
+struct Inner {
+    sessions: HashMap<String, watch::Sender<bool>>,
+    /// Size at which entries no stream watches any more are dropped: twice what was left at
+    /// the last pruning, so that pruning stays linear however many sessions have streams.
+    prune_at: usize,
+}
+
+/// Smallest pruning size.
 const PRUNE_AT: usize = 1024;
+
+impl Default for Logouts {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                sessions: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
+        }
+    }
+}
 
 impl Logouts {
     /// A watch that turns `true` when the session with `secret` logs out here.
     pub fn watch(&self, secret: &str) -> watch::Receiver<bool> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = sessions.get(secret) {
+        let key = hash_token(secret);
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = inner.sessions.get(&key) {
             return tx.subscribe();
         }
-        if sessions.len() >= PRUNE_AT {
-            sessions.retain(|_, tx| tx.receiver_count() > 0);
+        if inner.sessions.len() >= inner.prune_at {
+            inner.sessions.retain(|_, tx| tx.receiver_count() > 0);
+            inner.prune_at = PRUNE_AT.max(2 * inner.sessions.len());
         }
         let (tx, rx) = watch::channel(false);
-        sessions.insert(secret.to_owned(), tx);
+        inner.sessions.insert(key, tx);
         rx
     }
 
     /// The session with `secret` logged out: its watches turn `true`.
     pub fn logged_out(&self, secret: &str) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = sessions.remove(secret) {
+        let key = hash_token(secret);
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = inner.sessions.remove(&key) {
             tx.send_replace(true);
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.sessions.lock().map(|s| s.len()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|i| i.sessions.len())
+            .unwrap_or_default()
     }
 }
 
@@ -60,13 +86,13 @@ mod tests {
         a1.wait_for(|v| *v).await.unwrap();
         a2.wait_for(|v| *v).await.unwrap();
         assert!(!*b.borrow());
-        // A session nobody watches any more is dropped once the map has grown.
-        drop(b);
+        // Sessions nobody watches any more are dropped once the map has grown; a watched one
+        // stays and is still told.
         for i in 0..PRUNE_AT {
             drop(logouts.watch(&format!("pws_{i}")));
         }
-        assert!(logouts.len() <= PRUNE_AT);
-        let _kept = logouts.watch("pws_kept");
-        assert!(logouts.len() < PRUNE_AT);
+        assert_eq!(logouts.len(), 2, "pws_b and the last one added");
+        logouts.logged_out("pws_b");
+        assert!(*b.borrow());
     }
 }

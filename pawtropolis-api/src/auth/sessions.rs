@@ -192,6 +192,7 @@ impl SessionStore {
                 &self.login,
                 &row.access_token,
                 &row.user.user_id,
+                false,
             )
             .await
             {

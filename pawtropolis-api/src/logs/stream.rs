@@ -375,6 +375,13 @@ impl StreamApi {
         };
         let state = state.0.clone();
         let held = held_credential(req, &auth);
+        // A logout made here ends a cookie's streams at once (other revocations, and logouts
+        // made through another instance, at the next heartbeat's check). Watched from here, not
+        // from the body: a logout while the stream replays must not slip past it.
+        let logout = match &held {
+            Some(Held::Cookie(c)) => Some(state.logouts.watch(c)),
+            _ => None,
+        };
         let guild = guild_id.into_string();
         let body = async_stream::stream! {
             // Lives as long as the stream: a disconnect drops it and frees the place.
@@ -428,12 +435,6 @@ impl StreamApi {
                 }
                 covered = covered.max(after);
             }
-            // A logout made here ends a cookie's streams at once (other revocations, and
-            // logouts made through another instance, at the next heartbeat's check).
-            let logout = match &held {
-                Some(Held::Cookie(c)) => Some(state.logouts.watch(c)),
-                _ => None,
-            };
             // One future for the whole stream, not one per event: its waiters stay registered
             // instead of being added and removed under the channel's lock at every event. It
             // also ends a stream opened after the feed stopped.

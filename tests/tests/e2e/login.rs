@@ -365,6 +365,17 @@ async fn login_flow_access_and_role_recheck() {
             pawtropolis_tests::fake_discord::Trouble::RateLimitedTimes(0.2, 2),
         );
         assert_eq!(callback(&l, MOD_A, "code-8").await.status(), 503);
+        // A limit asking for longer than a login should sit out fails it at once.
+        l.fake.set_trouble(
+            MOD_A,
+            pawtropolis_tests::fake_discord::Trouble::RateLimitedTimes(30.0, 1),
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(callback(&l, MOD_A, "code-9").await.status(), 503);
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "not waited out"
+        );
         l.fake
             .set_trouble(MOD_A, pawtropolis_tests::fake_discord::Trouble::Status(503));
 
