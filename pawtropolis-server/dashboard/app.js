@@ -52,13 +52,17 @@ async function apiError(r) {
 
 async function boot() {
   // `#token=…&guild_id=…` (printed by `serve --demo --dashboard`) signs in at once; the
-  // fragment never reaches the server and is removed from the address bar.
+  // fragment never reaches the server and is removed from the address bar. Anyone can send
+  // such a link: someone signed in with Discord is asked before it replaces their session.
   const hash = new URLSearchParams(location.hash.slice(1));
   if (hash.get("token")) {
-    sessionStorage.setItem("paw_token", hash.get("token"));
-    if (hash.get("guild_id")) sessionStorage.setItem("paw_guild", hash.get("guild_id"));
-    state.token = hash.get("token");
     history.replaceState(null, "", location.pathname + location.search);
+    const signedIn = (await fetch("/auth/me", { credentials: "same-origin" })).ok;
+    if (!signedIn || confirm("This link signs in with an API token instead of your Discord account. Use it?")) {
+      sessionStorage.setItem("paw_token", hash.get("token"));
+      if (hash.get("guild_id")) sessionStorage.setItem("paw_guild", hash.get("guild_id"));
+      state.token = hash.get("token");
+    }
   }
   const wanted = new URLSearchParams(location.search).get("guild_id") || sessionStorage.getItem("paw_guild");
   if (wanted) $("token-guild").value = wanted;

@@ -140,6 +140,20 @@ async function loginFlow(page) {
   // The stream signs in by cookie too.
   await page.locator("#live.on").waitFor({ timeout: TIMEOUT });
   console.log(`ok login: signed in as ${loginAs}, guilds ${guilds}, chart, list and live stream`);
+  // A token link from someone else does not silently replace the session: declined, the page
+  // stays the user's.
+  let asked = "";
+  page.once("dialog", (d) => {
+    asked = d.message();
+    d.dismiss();
+  });
+  // From another page: a change of the fragment alone would not load the page again.
+  await page.goto("about:blank");
+  await page.goto(`${base}/dashboard/#token=pwt_someone_elses&guild_id=${guild}`);
+  await page.locator("#who-name", { hasText: loginAs }).waitFor({ timeout: TIMEOUT });
+  check(asked.includes("API token"), `asked before a token link replaced the session: "${asked}"`);
+  check(!(await page.evaluate(() => sessionStorage.getItem("paw_token"))), "the link's token was not kept");
+  console.log("ok token link: asked first, declined, still signed in with Discord");
   await page.click("#sign-out");
   await page.locator("#token-form").waitFor({ timeout: TIMEOUT });
   const me = await page.evaluate(() => fetch("/auth/me").then((r) => r.status));

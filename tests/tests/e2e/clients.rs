@@ -281,6 +281,10 @@ async fn dashboard_signs_in_with_discord() {
         );
         let out = browser.finish(Duration::from_secs(180)).await;
         assert!(out.iter().any(|l| l.starts_with("ok login:")), "{out:?}");
+        assert!(
+            out.iter().any(|l| l.starts_with("ok token link:")),
+            "{out:?}"
+        );
         assert!(out.iter().any(|l| l.starts_with("ok logout:")), "{out:?}");
         assert!(fake.calls().iter().any(|c| c == "oauth authorize"));
         app.finish().await;
