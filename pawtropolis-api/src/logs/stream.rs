@@ -420,21 +420,11 @@ impl StreamApi {
             if unknown_id {
                 yield Ok(resync(UNKNOWN_ID, mark));
             }
+            // Every event with an id up to this has been sent or was not this guild's.
             let mut covered = mark;
-            if let Some(after) = resume {
-                // Boxed: an idle stream should not carry the size of a database query future.
-                let mut missed = Box::pin(catch_up(feed.clone(), state.db.clone(), guild.clone(), after, mark, settings.sse_replay_max));
-                while let Some(frame) = missed.next().await {
-                    match frame {
-                        Ok(frame) => yield Ok(frame),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "stream replay failed; closing so the client retries");
-                            return;
-                        }
-                    }
-                }
-                covered = covered.max(after);
-            }
+            // What the stream missed and must send before it goes on: `(after, upto)`, on
+            // resuming, and again whenever it falls behind its channel.
+            let mut behind = resume.map(|after| (after, mark));
             // One future for the whole stream, not one per event: its waiters stay registered
             // instead of being added and removed under the channel's lock at every event. It
             // also ends a stream opened after the feed stopped.
@@ -463,6 +453,23 @@ impl StreamApi {
             // missed.
             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                if let Some((after, upto)) = behind.take() {
+                    // From the feed's memory or the database, a page at a time, rather than
+                    // buffered. Boxed: an idle stream should not carry the size of a database
+                    // query future.
+                    let mut missed = Box::pin(catch_up(feed.clone(), state.db.clone(), guild.clone(), after, upto, settings.sse_replay_max));
+                    while let Some(frame) = missed.next().await {
+                        match frame {
+                            Ok(frame) => yield Ok(frame),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "stream catch-up failed; closing so the client retries");
+                                return;
+                            }
+                        }
+                    }
+                    // A resume id past this server's mark was published by another instance.
+                    covered = covered.max(after).max(upto);
+                }
                 // `yield` stays outside `select!`: the macro's branches are not the stream's body.
                 // Biased, the stop and the session check first: a client that stopped reading
                 // for a while finds the heartbeat overdue when it reads again, and a session found
@@ -482,21 +489,9 @@ impl StreamApi {
                             }
                         }
                     }
-                    // Fell behind the channel: catch up from the feed's memory or the database
-                    // instead of buffering.
+                    // Fell behind the channel: catch up at the top of the loop.
                     Step::Event(Err(RecvError::Lagged(_))) => {
-                        let upto = feed.high_water();
-                        let mut missed = Box::pin(catch_up(feed.clone(), state.db.clone(), guild.clone(), covered, upto, settings.sse_replay_max));
-                        while let Some(frame) = missed.next().await {
-                            match frame {
-                                Ok(frame) => yield Ok(frame),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "stream catch-up failed; closing so the client retries");
-                                    return;
-                                }
-                            }
-                        }
-                        covered = covered.max(upto);
+                        behind = Some((covered, feed.high_water()));
                     }
                     Step::Event(Err(RecvError::Closed)) | Step::Stop => return,
                     Step::Heartbeat => {
