@@ -303,23 +303,30 @@ async function loadList(view) {
       page = await api("/api/logs", { guild_id: view.guild, limit: 50, expand: "identity" }, view.controller.signal);
       break;
     } catch (e) {
-      if (!live(view)) return false;
+      if (!live(view)) return;
       if (e.status === 401 || e.status === 403) {
         showSignIn(false, "The session ended; sign in again.");
-        return false;
+        return;
       }
       setStatus(`log: ${e.message}; retrying`);
       await sleep(Math.max(delay, e.retryAfterS * 1000));
     }
   }
-  if (!live(view)) return false;
+  if (!live(view)) return;
   for (const item of page.items) {
     if (item.display_name) {
       view.identities.set(item.moderator_id, { name: item.display_name, avatar: item.avatar_url });
     }
   }
   [...page.items].reverse().forEach((item) => addAction(view, item, false));
-  return true;
+}
+
+// The page of the log before the stream has opened, once: it is loaded again when it opens.
+function showListOnce(view) {
+  if (live(view) && !view.listShown) {
+    view.listShown = true;
+    loadList(view);
+  }
 }
 
 function addAction(view, item, fresh) {
@@ -455,12 +462,7 @@ async function follow(view) {
       setLive(true, "live");
       // A proxy that buffers the stream would hold back its opening block, and with it the
       // page: show the page anyway after a while (it is loaded again when the block comes).
-      setTimeout(() => {
-        if (live(view) && !view.listShown) {
-          view.listShown = true;
-          loadList(view);
-        }
-      }, 3000);
+      setTimeout(() => showListOnce(view), 3000);
       const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
       for (;;) {
@@ -483,10 +485,7 @@ async function follow(view) {
       // Too many streams (429) or a full server (503): wait as long as it asks.
       if (e instanceof ApiError && e.retryAfterS) wait = e.retryAfterS * 1000;
       // Show the log meanwhile; it is loaded again when the stream opens.
-      if (!view.listShown) {
-        view.listShown = true;
-        loadList(view);
-      }
+      showListOnce(view);
     }
     if (!live(view)) return;
     setLive(false, "reconnecting…");

@@ -347,11 +347,11 @@ impl Settings {
             public_url: self.public_origin(),
             user_cache_ttl_secs: self.user_cache_ttl_secs,
             negative_cache_ttl_secs: self.negative_cache_ttl_secs,
-            discord_timeout: std::time::Duration::from_millis(self.discord_timeout_ms.max(1)),
+            discord_timeout: std::time::Duration::from_millis(self.discord_timeout_ms),
             discord_backoff: std::time::Duration::from_secs(self.discord_backoff_secs),
             resolve_rate_per_min: self.resolve_rate_per_min,
-            sse_heartbeat: std::time::Duration::from_secs(self.sse_heartbeat_secs.max(1)),
-            sse_poll: std::time::Duration::from_millis(self.sse_poll_ms.max(10)),
+            sse_heartbeat: std::time::Duration::from_secs(self.sse_heartbeat_secs),
+            sse_poll: std::time::Duration::from_millis(self.sse_poll_ms),
             sse_replay_max: self.sse_replay_max,
             sse_max_streams: self.sse_max_streams,
             sse_max_streams_per_principal: self.sse_max_streams_per_principal,
@@ -382,9 +382,9 @@ impl Settings {
                 .map(|o| o.trim().to_owned())
                 .filter(|o| !o.is_empty())
                 .collect(),
-            role_recheck_secs: self.role_recheck_secs.max(1),
-            idle_secs: self.session_idle_secs.max(60),
-            absolute_secs: self.session_max_secs.max(60),
+            role_recheck_secs: self.role_recheck_secs,
+            idle_secs: self.session_idle_secs,
+            absolute_secs: self.session_max_secs,
         })
     }
 

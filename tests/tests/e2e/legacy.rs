@@ -3,11 +3,16 @@
 
 use pawtropolis_tests::{Backend, GUILD_A, TestApp, TestDb, backends, run_cli};
 
-fn legacy_schema(backend: &Backend) -> Vec<String> {
-    let (id, big) = match backend {
+/// An autoincrementing `id` column and the 64-bit integer type, as the bot's tables have them.
+fn column_types(backend: &Backend) -> (&'static str, &'static str) {
+    match backend {
         Backend::Sqlite => ("id INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
         Backend::Postgres(_) => ("id BIGSERIAL PRIMARY KEY", "BIGINT"),
-    };
+    }
+}
+
+fn legacy_schema(backend: &Backend) -> Vec<String> {
+    let (id, big) = column_types(backend);
     vec![
         format!(
             "CREATE TABLE action_log ({id}, guild_id TEXT NOT NULL, app_id TEXT, app_code TEXT, \
@@ -292,10 +297,7 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
             .await
             .unwrap();
         tdb.exec("DROP TABLE config_audit_log", vec![]).await;
-        let (id, big) = match backend {
-            Backend::Sqlite => ("id INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
-            Backend::Postgres(_) => ("id BIGSERIAL PRIMARY KEY", "BIGINT"),
-        };
+        let (id, big) = column_types(&backend);
         tdb.exec(
             &format!(
                 "CREATE TABLE config_audit_log ({id}, guild_id TEXT NOT NULL, actor TEXT NOT NULL, \
