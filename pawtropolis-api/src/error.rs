@@ -286,11 +286,13 @@ fn describe_param_error(name: &str, reason: &str) -> String {
     if let Some(values) = enum_values(name) {
         return format!("{name} must be one of {}", values.join(", "));
     }
-    if reason.contains("snowflake") || (reason.contains("pattern") && reason.contains("17,20")) {
-        return format!("{name} must be a Discord snowflake (17 to 20 digits)");
-    }
-    if reason.contains("found null") {
+    // poem-openapi's words for a required parameter that is absent: checked first, since they
+    // name the type ("string(snowflake)") and would otherwise read as a bad snowflake.
+    if reason.contains("expects an input value") || reason.contains("found null") {
         return format!("{name} is required");
+    }
+    if reason.contains("snowflake") || (reason.contains("pattern") && reason.contains("16,19")) {
+        return format!("{name} must be a Discord snowflake (17 to 20 digits, no leading zero)");
     }
     format!("invalid parameter {name}: {reason}")
 }

@@ -57,8 +57,8 @@ use crate::{
     auth::ApiTokenVerifier,
     guild_config::api::ConfigApi,
     identity::{
-        IdentityResolver, IdentitySource, Resolution, ResolveRateLimiter, SerenityHttpSource,
-        api::UsersApi,
+        DiscordRateLimits, IdentityResolver, IdentitySource, Resolution, ResolveRateLimiter,
+        SerenityHttpSource, api::UsersApi,
     },
     logs::{api::LogsApi, stream::StreamApi},
     metrics::{MetricsCache, api::MetricsApi},
@@ -90,6 +90,7 @@ impl PawtropolisApi {
         PawtropolisApiBuilder {
             db,
             discord: None,
+            discord_limits: None,
             identity_source: None,
             verifier: None,
             settings: ApiSettings::default(),
@@ -152,6 +153,7 @@ impl PawtropolisApi {
 pub struct PawtropolisApiBuilder {
     db: DatabaseConnection,
     discord: Option<Arc<Http>>,
+    discord_limits: Option<Arc<DiscordRateLimits>>,
     identity_source: Option<Arc<dyn IdentitySource>>,
     verifier: Option<Arc<dyn SessionVerifier>>,
     settings: ApiSettings,
@@ -163,6 +165,16 @@ impl PawtropolisApiBuilder {
     /// Without one, identities come only from the database cache.
     pub fn discord_http(mut self, http: Arc<Http>) -> Self {
         self.discord = Some(http);
+        self
+    }
+
+    /// Rate-limit waits of the [`discord_http`](Self::discord_http) client, as its serenity
+    /// rate limiter reports them (install [`DiscordRateLimits::callback`] on its `Ratelimiter`,
+    /// or call [`DiscordRateLimits::record`] from `EventHandler::ratelimit`). With them, a
+    /// long wait makes lookups answer `rate_limited` at once instead of each waiting out the
+    /// Discord timeout.
+    pub fn discord_rate_limits(mut self, limits: Arc<DiscordRateLimits>) -> Self {
+        self.discord_limits = Some(limits);
         self
     }
 
@@ -219,9 +231,13 @@ impl PawtropolisApiBuilder {
             Arc::new(chain)
         });
         let source = self.identity_source.or_else(|| {
-            self.discord
-                .clone()
-                .map(|http| Arc::new(SerenityHttpSource::new(http)) as Arc<dyn IdentitySource>)
+            self.discord.clone().map(|http| {
+                let source = SerenityHttpSource::new(http);
+                Arc::new(match self.discord_limits.clone() {
+                    Some(limits) => source.with_rate_limits(limits),
+                    None => source,
+                }) as Arc<dyn IdentitySource>
+            })
         });
         if source.is_none() {
             tracing::warn!("no Discord client: identities are served from the database cache only");
@@ -280,7 +296,7 @@ fn openapi_service() -> OpenApiService<Apis, ()> {
          metrics, guild configuration and Discord identities. Every operation needs an API token \
          (`Authorization: Bearer …`) or a dashboard session cookie, and answers 403 for a \
          guild the caller may not read. Errors are `{\"error\": {\"code\", \"message\"}}`. \
-         Snowflakes are strings of 17–20 digits; times are RFC 3339.",
+         Snowflakes are strings of 17–20 digits without a leading zero; times are RFC 3339.",
     )
     .url_prefix("/api")
 }

@@ -162,8 +162,9 @@ pub struct Warning {
     /// The id concerned.
     pub id: String,
     /// `not_found` (Discord does not know the user), `discord_unavailable` (Discord failed, timed
-    /// out or is not configured), `rate_limited` (Discord asked us to slow down) or `invalid_id`
-    /// (a stored id that is not a snowflake).
+    /// out or is not configured), `rate_limited` (Discord asked us to slow down), `invalid_id`
+    /// (a stored id that is not a snowflake) or `lookup_failed` (an expansion could not read the
+    /// identity cache; the listing is shown without names).
     pub code: String,
     /// Explanation for people.
     pub message: String,

@@ -1,11 +1,13 @@
-//! Discord snowflakes: 17–20 decimal digits, kept as strings (never floats) everywhere.
+//! Discord snowflakes: 17–20 decimal digits without a leading zero, kept as strings (never
+//! floats) everywhere. The text is canonical (the number's own decimal form), so two spellings
+//! of one id cannot slip past de-duplication or miss a cache row keyed by the other.
 
 use std::fmt;
 
 use crate::error::ApiError;
 
 /// The pattern every snowflake parameter carries in the OpenAPI document.
-pub const SNOWFLAKE_PATTERN: &str = "^[0-9]{17,20}$";
+pub const SNOWFLAKE_PATTERN: &str = "^[1-9][0-9]{16,19}$";
 
 /// A validated Discord snowflake.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,13 +18,14 @@ impl Snowflake {
     pub fn parse(field: &str, value: &str) -> Result<Self, ApiError> {
         let value = value.trim();
         let ok = (17..=20).contains(&value.len())
+            && !value.starts_with('0')
             && value.bytes().all(|b| b.is_ascii_digit())
             && value.parse::<u64>().is_ok();
         if ok {
             Ok(Self(value.to_owned()))
         } else {
             Err(ApiError::invalid(format!(
-                "{field} must be a Discord snowflake (17 to 20 digits), got {value:?}"
+                "{field} must be a Discord snowflake (17 to 20 digits, no leading zero), got {value:?}"
             )))
         }
     }
@@ -73,6 +76,8 @@ mod tests {
             "123456789012345678901",
             "1234567890123456a",
             "99999999999999999999",
+            "0697169405422862417",
+            "00000000000000000",
         ] {
             let err = Snowflake::parse("guild_id", bad).expect_err(bad);
             assert!(err.to_string().contains("guild_id"), "{err}");
@@ -80,7 +85,7 @@ mod tests {
     }
 }
 
-/// In the OpenAPI document a snowflake is a string with the pattern `^[0-9]{17,20}$`; parameters
+/// In the OpenAPI document a snowflake is a string with the pattern `^[1-9][0-9]{16,19}$`; parameters
 /// and fields of this type are validated once, while being parsed.
 mod openapi {
     use std::borrow::Cow;
@@ -121,7 +126,7 @@ mod openapi {
     }
 
     fn not_a_snowflake() -> ParseError<Snowflake> {
-        ParseError::custom("not a Discord snowflake (17 to 20 digits)")
+        ParseError::custom("not a Discord snowflake (17 to 20 digits, no leading zero)")
     }
 
     impl ParseFromParameter for Snowflake {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use migration::cli::MigrateCommand;
-use pawtropolis_api::ApiSettings;
+use pawtropolis_api::{ApiSettings, identity::DiscordRateLimits};
 use serenity::http::{Http, HttpBuilder};
 
 /// Default Discord origin; tests point `PAWTROPOLIS_DISCORD_API_BASE` at a fake.
@@ -388,8 +388,9 @@ impl Settings {
         })
     }
 
-    /// The serenity HTTP client, when a bot token is configured.
-    pub fn discord_http(&self) -> Option<Arc<Http>> {
+    /// The serenity HTTP client, when a bot token is configured. Its rate limiter reports
+    /// the waits it sits out to `limits`.
+    pub fn discord_http(&self, limits: &Arc<DiscordRateLimits>) -> Option<Arc<Http>> {
         let token = self
             .discord_token
             .as_deref()
@@ -401,7 +402,11 @@ impl Settings {
             // Discord in tests) only works with it off.
             builder = builder.proxy(base).ratelimiter_disabled(true);
         }
-        Some(Arc::new(builder.build()))
+        let mut http = builder.build();
+        if let Some(ratelimiter) = http.ratelimiter.as_mut() {
+            ratelimiter.set_ratelimit_callback(limits.callback());
+        }
+        Some(Arc::new(http))
     }
 }
 

@@ -14,7 +14,8 @@ use std::{io::Write, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use migration::cli::{MigrateCommand, ensure_sqlite_dir};
 use pawtropolis_api::{
-    Clock as _, PawtropolisApi, StreamAcceptor, SystemClock, auth::tokens, register_api_routes,
+    Clock as _, PawtropolisApi, StreamAcceptor, SystemClock, auth::tokens,
+    identity::DiscordRateLimits, register_api_routes,
 };
 use poem::{
     Endpoint, EndpointExt, Response, Route, Server,
@@ -206,9 +207,11 @@ pub async fn build_api_with_clock(
     db: DatabaseConnection,
     clock: Option<std::sync::Arc<dyn pawtropolis_api::Clock>>,
 ) -> anyhow::Result<PawtropolisApi> {
-    let mut builder = PawtropolisApi::builder(db).settings(settings.api_settings());
-    match settings.discord_http() {
-        Some(http) => builder = builder.discord_http(http),
+    let api_settings = settings.api_settings();
+    let limits = Arc::new(DiscordRateLimits::new(api_settings.discord_timeout));
+    let mut builder = PawtropolisApi::builder(db).settings(api_settings);
+    match settings.discord_http(&limits) {
+        Some(http) => builder = builder.discord_http(http).discord_rate_limits(limits),
         None => tracing::warn!("DISCORD_TOKEN is not set: Discord lookups are skipped"),
     }
     // `PAWTROPOLIS_NOW` moves only the metrics windows (ApiSettings::now); cache lifetimes and

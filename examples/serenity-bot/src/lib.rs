@@ -12,20 +12,26 @@ use std::sync::Arc;
 use pawtropolis_api::{
     ApiError, ApiSettings, PawtropolisApi,
     feed::NewAction,
-    identity::{SerenityCacheSource, SerenityHttpSource},
+    identity::{DiscordRateLimits, SerenityCacheSource, SerenityHttpSource},
 };
 use sea_orm::DatabaseConnection;
 use serenity::{cache::Cache, http::Http};
 
 /// Builds the API the way the bot does: identities come from the bot's gateway cache first,
-/// then from Discord through the bot's own HTTP client (sharing its rate limits).
+/// then from Discord through the bot's own HTTP client (sharing its rate limits). `limits` is
+/// fed by the bot's `EventHandler::ratelimit`, so a long rate limit makes lookups answer
+/// `rate_limited` at once rather than each waiting it out.
 pub async fn build_dashboard(
     db: DatabaseConnection,
     http: Arc<Http>,
     cache: Arc<Cache>,
+    limits: Arc<DiscordRateLimits>,
     settings: ApiSettings,
 ) -> Result<PawtropolisApi, ApiError> {
-    let source = SerenityCacheSource::new(cache, SerenityHttpSource::new(http.clone()));
+    let source = SerenityCacheSource::new(
+        cache,
+        SerenityHttpSource::new(http.clone()).with_rate_limits(limits),
+    );
     PawtropolisApi::builder(db)
         .discord_http(http)
         .identity_source(Arc::new(source))

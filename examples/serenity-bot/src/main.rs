@@ -11,12 +11,13 @@
 use std::sync::{Arc, OnceLock};
 
 use pawtropolis_api::{
-    ApiSettings, PawtropolisApi, STREAM_PATH, StreamAcceptor, bind_tcp, register_api_routes,
+    ApiSettings, PawtropolisApi, STREAM_PATH, StreamAcceptor, bind_tcp,
+    identity::DiscordRateLimits, register_api_routes,
 };
 use pawtropolis_bot_example::{ModeratorAction, build_dashboard, record_action};
 use poem::{EndpointExt as _, Route, Server};
 use serenity::{
-    all::{Context, EventHandler, GatewayIntents, Member, Ready},
+    all::{Context, EventHandler, GatewayIntents, Member, RatelimitInfo, Ready},
     async_trait,
 };
 
@@ -24,6 +25,7 @@ struct Handler {
     db: sea_orm::DatabaseConnection,
     bind: String,
     api: Arc<OnceLock<PawtropolisApi>>,
+    limits: Arc<DiscordRateLimits>,
 }
 
 #[async_trait]
@@ -37,6 +39,7 @@ impl EventHandler for Handler {
             self.db.clone(),
             ctx.http.clone(),
             ctx.cache.clone(),
+            self.limits.clone(),
             ApiSettings::default(),
         )
         .await
@@ -66,6 +69,11 @@ impl EventHandler for Handler {
                 tracing::error!(error = %e, "dashboard API stopped");
             }
         });
+    }
+
+    async fn ratelimit(&self, data: RatelimitInfo) {
+        // The dashboard's identity lookups share the bot's client and its rate limits.
+        self.limits.record(&data);
     }
 
     async fn guild_member_addition(&self, _ctx: Context, member: Member) {
@@ -100,6 +108,9 @@ async fn main() -> anyhow::Result<()> {
             db,
             bind,
             api: Arc::default(),
+            limits: Arc::new(DiscordRateLimits::new(
+                ApiSettings::default().discord_timeout,
+            )),
         })
         .await?;
     client.start().await?;

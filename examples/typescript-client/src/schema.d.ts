@@ -646,8 +646,9 @@ export interface components {
             id: string;
             /**
              * @description `not_found` (Discord does not know the user), `discord_unavailable` (Discord failed, timed
-             *     out or is not configured), `rate_limited` (Discord asked us to slow down) or `invalid_id`
-             *     (a stored id that is not a snowflake).
+             *     out or is not configured), `rate_limited` (Discord asked us to slow down), `invalid_id`
+             *     (a stored id that is not a snowflake) or `lookup_failed` (an expansion could not read the
+             *     identity cache; the listing is shown without names).
              */
             code: string;
             /** @description Explanation for people. */
@@ -1308,10 +1309,13 @@ export interface operations {
                     ETag: string;
                     /** @description `private, max-age=60`. */
                     "Cache-Control": string;
-                    /** @description Requests per minute this server accepts on this operation. */
-                    "X-RateLimit-Limit": number;
-                    /** @description Requests still allowed right now. */
-                    "X-RateLimit-Remaining": number;
+                    /**
+                     * @description Requests per minute this server accepts on this operation (absent when the limit
+                     *     is off).
+                     */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests still allowed right now (absent when the limit is off). */
+                    "X-RateLimit-Remaining"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1325,10 +1329,13 @@ export interface operations {
                     ETag: string;
                     /** @description `private, max-age=60`. */
                     "Cache-Control": string;
-                    /** @description Requests per minute this server accepts on this operation. */
-                    "X-RateLimit-Limit": number;
-                    /** @description Requests still allowed right now. */
-                    "X-RateLimit-Remaining": number;
+                    /**
+                     * @description Requests per minute this server accepts on this operation (absent when the limit
+                     *     is off).
+                     */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests still allowed right now (absent when the limit is off). */
+                    "X-RateLimit-Remaining"?: number;
                     [name: string]: unknown;
                 };
                 content?: never;

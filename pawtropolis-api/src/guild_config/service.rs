@@ -123,7 +123,7 @@ pub fn parse_update(fields: &Map<String, Json>) -> Result<Vec<ConfigChange>, Api
                 Json::String(s) => Some(Snowflake::parse(field, s)?.into_string()),
                 _ => {
                     return Err(ApiError::invalid(format!(
-                        "{field} must be a snowflake string (17 to 20 digits) or null"
+                        "{field} must be a snowflake string (17 to 20 digits, no leading zero) or null"
                     )));
                 }
             };

@@ -44,12 +44,13 @@ enum ResolveResponse {
         /// `private, max-age=60`.
         #[oai(header = "Cache-Control")]
         String,
-        /// Requests per minute this server accepts on this operation.
+        /// Requests per minute this server accepts on this operation (absent when the limit
+        /// is off).
         #[oai(header = "X-RateLimit-Limit")]
-        u32,
-        /// Requests still allowed right now.
+        Option<u32>,
+        /// Requests still allowed right now (absent when the limit is off).
         #[oai(header = "X-RateLimit-Remaining")]
-        u32,
+        Option<u32>,
     ),
     /// The client's copy (named by `If-None-Match`) is current.
     #[oai(status = 304)]
@@ -60,12 +61,13 @@ enum ResolveResponse {
         /// `private, max-age=60`.
         #[oai(header = "Cache-Control")]
         String,
-        /// Requests per minute this server accepts on this operation.
+        /// Requests per minute this server accepts on this operation (absent when the limit
+        /// is off).
         #[oai(header = "X-RateLimit-Limit")]
-        u32,
-        /// Requests still allowed right now.
+        Option<u32>,
+        /// Requests still allowed right now (absent when the limit is off).
         #[oai(header = "X-RateLimit-Remaining")]
-        u32,
+        Option<u32>,
     ),
     /// Over the per-minute limit; retry after `Retry-After` seconds.
     #[oai(status = 429)]
@@ -93,7 +95,7 @@ pub(crate) fn parse_ids(raw: &[String]) -> Result<Vec<Snowflake>, ApiError> {
         }
         let id = Snowflake::parse("ids", part).map_err(|_| {
             ApiError::invalid(format!(
-                "ids: {part:?} is not a Discord snowflake (17 to 20 digits)"
+                "ids: {part:?} is not a Discord snowflake (17 to 20 digits, no leading zero)"
             ))
         })?;
         if !ids.contains(&id) {
@@ -169,7 +171,19 @@ impl UsersApi {
                 ));
             }
         };
-        let with_headers = |e: ApiError| ApiError::with_rate_limit(e, limit, remaining);
+        let with_headers = |e: ApiError| {
+            if limit == 0 {
+                e
+            } else {
+                ApiError::with_rate_limit(e, limit, remaining)
+            }
+        };
+        // No limit, no limit headers (rather than a limit of 0 with 4294967295 remaining).
+        let (limit_header, remaining_header) = if limit == 0 {
+            (None, None)
+        } else {
+            (Some(limit), Some(remaining))
+        };
         let ids = parse_ids(&ids.0).map_err(with_headers)?;
         let key = reply_key(&guild_id, &ids);
         let now = state.clock.now_s();
@@ -201,9 +215,9 @@ impl UsersApi {
         let cache_control = format!("private, max-age={MAX_AGE_SECS}");
         Ok(
             if if_none_match_matches(if_none_match.0.as_deref(), &etag) {
-                ResolveResponse::NotModified(etag, cache_control, limit, remaining)
+                ResolveResponse::NotModified(etag, cache_control, limit_header, remaining_header)
             } else {
-                ResolveResponse::Ok(body, etag, cache_control, limit, remaining)
+                ResolveResponse::Ok(body, etag, cache_control, limit_header, remaining_header)
             },
         )
     }

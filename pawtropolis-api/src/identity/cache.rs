@@ -26,11 +26,33 @@ pub struct CachedIdentity {
     pub updated_at_s: i64,
 }
 
+/// Unix seconds of an `updated_at` as the writers of `user_cache` store it: ours and SQLite's
+/// `datetime('now')` (`2025-10-21 00:00:00`, with or without a fraction), JavaScript's
+/// `toISOString()`, RFC 3339 with an offset, PostgreSQL's `now()::text` (`…+00`), or epoch
+/// seconds or milliseconds. `i64::MIN` when unreadable, which the resolver treats as stale.
 fn parse_sql_datetime(text: &str) -> i64 {
-    chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S")
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.fZ"))
-        .map(|t| t.and_utc().timestamp())
-        .unwrap_or(i64::MIN)
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<i64>() {
+            // Beyond year 5138 in seconds: milliseconds, as `Date.now()` writes them.
+            Ok(n) if n > 100_000_000_000 => n / 1000,
+            Ok(n) => n,
+            Err(_) => i64::MIN,
+        };
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return t.timestamp();
+    }
+    for zoned in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(text, zoned) {
+            return t.timestamp();
+        }
+    }
+    let naive = text.strip_suffix('Z').unwrap_or(text);
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(naive, f).ok())
+        .map_or(i64::MIN, |t| t.and_utc().timestamp())
 }
 
 fn from_row(row: &QueryResult) -> Result<CachedIdentity, DbErr> {
@@ -68,8 +90,16 @@ pub async fn load(
         }
         sql.push(')');
         for row in db::query_all(db, sql, values).await? {
-            let c = from_row(&row)?;
-            out.insert(c.user_id.clone(), c);
+            // The bot writes this table too: a row this code cannot read is one cache miss
+            // (and is rewritten by the lookup that follows), not a failed page.
+            match from_row(&row) {
+                Ok(c) => {
+                    out.insert(c.user_id.clone(), c);
+                }
+                Err(e) => {
+                    tracing::warn!(guild_id, error = %e, "unreadable user_cache row; asking Discord")
+                }
+            }
         }
     }
     Ok(out)
@@ -99,7 +129,9 @@ pub fn row_for(guild_id: u64, identity: &DiscordIdentity, now_s: i64) -> CachedI
     }
 }
 
-/// Writes what Discord said about a user, replacing the guild's earlier row.
+/// Writes what Discord said about a user, replacing the guild's earlier row. The profile
+/// columns the bot fills (`banner_url`, `accent_color`, `joined_at`) keep their value when this
+/// lookup did not see them: a member lookup carries no banner, a user lookup no join date.
 pub async fn upsert(
     db: &impl ConnectionTrait,
     guild_id: u64,
@@ -115,8 +147,10 @@ pub async fn upsert(
          ON CONFLICT (user_id, guild_id) DO UPDATE SET username = excluded.username, \
            global_name = excluded.global_name, display_name = excluded.display_name, \
            avatar_hash = excluded.avatar_hash, avatar_url = excluded.avatar_url, \
-           updated_at = excluded.updated_at, banner_url = excluded.banner_url, \
-           accent_color = excluded.accent_color, joined_at = excluded.joined_at",
+           updated_at = excluded.updated_at, \
+           banner_url = COALESCE(excluded.banner_url, user_cache.banner_url), \
+           accent_color = COALESCE(excluded.accent_color, user_cache.accent_color), \
+           joined_at = COALESCE(excluded.joined_at, user_cache.joined_at)",
         vec![
             row.user_id.clone().into(),
             guild_id.to_string().into(),
@@ -146,5 +180,26 @@ mod tests {
             1_761_004_800
         );
         assert_eq!(parse_sql_datetime("garbage"), i64::MIN);
+        assert_eq!(parse_sql_datetime(""), i64::MIN);
+        assert_eq!(parse_sql_datetime("99999999999999999999999"), i64::MIN);
+    }
+
+    #[test]
+    fn reads_the_times_other_writers_store() {
+        let t = 1_761_004_800; // 2025-10-21 00:00:00 UTC
+        for text in [
+            "2025-10-21 00:00:00",
+            " 2025-10-21 00:00:00.5 ",
+            "2025-10-21T00:00:00.123Z",
+            "2025-10-21T00:00:00Z",
+            "2025-10-21T02:00:00+02:00",
+            "2025-10-21 00:00:00.123456+00",
+            "2025-10-21 02:00:00+02",
+            "2025-10-21T00:00:00",
+            "1761004800",
+            "1761004800123",
+        ] {
+            assert_eq!(parse_sql_datetime(text), t, "{text}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use poem_openapi::Enum;
 
 use super::{IdentityResolver, MAX_IDS, avatar};
-use crate::{error::ApiError, payload::Warning, snowflake::Snowflake};
+use crate::{payload::Warning, snowflake::Snowflake};
 
 /// What a listing may expand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -26,12 +26,13 @@ pub struct Shown {
 
 /// Names and avatars for `ids` (any order, duplicates allowed), resolved with one resolver
 /// call per 100 distinct ids, plus one warning per id that could not be resolved. Ids that are
-/// not snowflakes (legacy rows) get a placeholder and a warning.
+/// not snowflakes (legacy rows) get a placeholder and a warning, and so does every id when the
+/// identities cannot be read at all: an expansion never fails the reply it decorates.
 pub async fn identities_for(
     resolver: &IdentityResolver,
     guild_id: &Snowflake,
     ids: impl IntoIterator<Item = &str>,
-) -> Result<(HashMap<String, Shown>, Vec<Warning>), ApiError> {
+) -> (HashMap<String, Shown>, Vec<Warning>) {
     let mut distinct: Vec<Snowflake> = Vec::new();
     let mut shown = HashMap::new();
     let mut warnings = Vec::new();
@@ -58,8 +59,32 @@ pub async fn identities_for(
             }
         }
     }
+    // One wait for Discord for the whole reply, however many batches it takes.
+    let deadline = resolver.lookup_deadline();
     for batch in distinct.chunks(MAX_IDS) {
-        let resolution = resolver.resolve_users(guild_id, batch).await?;
+        let resolution = match resolver.resolve_users_by(guild_id, batch, deadline).await {
+            Ok(resolution) => resolution,
+            // The listing itself is fine: its moderators go unnamed, with a warning each,
+            // rather than the page failing (the guide: "if resolver fails, include warnings").
+            Err(e) => {
+                tracing::warn!(error = %e, %guild_id, "could not resolve moderators; listing without names");
+                for id in batch {
+                    shown.insert(
+                        id.as_str().to_owned(),
+                        Shown {
+                            display_name: id.as_str().to_owned(),
+                            avatar_url: avatar::default_avatar_url(id.as_u64(), None),
+                        },
+                    );
+                    warnings.push(Warning {
+                        id: id.as_str().to_owned(),
+                        code: "lookup_failed".into(),
+                        message: "identities could not be read; try again shortly".into(),
+                    });
+                }
+                continue;
+            }
+        };
         for user in resolution.users {
             shown.insert(
                 user.id,
@@ -71,5 +96,5 @@ pub async fn identities_for(
         }
         warnings.extend(resolution.warnings);
     }
-    Ok((shown, warnings))
+    (shown, warnings)
 }

@@ -3,6 +3,7 @@
 pub(crate) mod api;
 pub mod avatar;
 pub mod cache;
+mod discord_limits;
 mod expand;
 pub(crate) mod memory;
 mod ratelimit;
@@ -10,6 +11,7 @@ mod resolver;
 pub mod source;
 
 pub use api::ResolveReply;
+pub use discord_limits::DiscordRateLimits;
 pub use expand::{Expand, Shown, identities_for};
 pub use ratelimit::{RateDecision, ResolveRateLimiter};
 pub use resolver::{IdentityOrigin, IdentityResolver, MAX_IDS, Resolution, ResolvedUser};

@@ -179,6 +179,23 @@ impl IdentityResolver {
         guild_id: &Snowflake,
         ids: &[Snowflake],
     ) -> Result<Resolution, ApiError> {
+        self.resolve_users_by(guild_id, ids, self.lookup_deadline())
+            .await
+    }
+
+    /// When Discord lookups that start now must be done: the Discord timeout from now.
+    pub fn lookup_deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+
+    /// [`resolve_users`](Self::resolve_users) with Discord lookups cut off at `deadline`, so
+    /// that several batches of one reply share one wait.
+    pub async fn resolve_users_by(
+        &self,
+        guild_id: &Snowflake,
+        ids: &[Snowflake],
+        deadline: Instant,
+    ) -> Result<Resolution, ApiError> {
         let mut distinct: Vec<&Snowflake> = Vec::with_capacity(ids.len());
         for id in ids {
             if !distinct.contains(&id) {
@@ -197,7 +214,7 @@ impl IdentityResolver {
         let mut cold: Vec<&str> = Vec::new();
         for id in &distinct {
             match self.hot.get(&(g, id.as_u64())) {
-                Some(row) if now - row.updated_at_s < self.ttl_secs => {
+                Some(row) if self.is_fresh(&row, now) => {
                     rows.insert(row.user_id.clone(), row);
                 }
                 _ => cold.push(id.as_str()),
@@ -211,13 +228,12 @@ impl IdentityResolver {
                 rows.insert(user_id, row);
             }
         }
-        let deadline = Instant::now() + self.timeout;
 
         let mut slots: Vec<Option<(ResolvedUser, Option<Warning>)>> = vec![None; distinct.len()];
         let mut misses: Vec<usize> = Vec::new();
         for (i, id) in distinct.iter().enumerate() {
             match rows.get(id.as_str()) {
-                Some(row) if now - row.updated_at_s < self.ttl_secs => {
+                Some(row) if self.is_fresh(row, now) => {
                     slots[i] = Some((from_cached(row, IdentityOrigin::Cache), None));
                 }
                 _ if self.negatively_cached((g, id.as_u64()), now) => {
@@ -319,6 +335,12 @@ impl IdentityResolver {
         Ok(out)
     }
 
+    /// Whether `row` is younger than the TTL. Saturating: a row whose time could not be read
+    /// (`i64::MIN`) is stale, never "fresh forever" by a wrapped subtraction.
+    fn is_fresh(&self, row: &CachedIdentity, now: i64) -> bool {
+        now.saturating_sub(row.updated_at_s) < self.ttl_secs
+    }
+
     fn negatively_cached(&self, key: Key, now: i64) -> bool {
         let map = self.negative.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&key).is_some_and(|&until| now < until)
@@ -345,13 +367,17 @@ impl IdentityResolver {
                 .or_insert_with(|| Arc::new(OnceCell::new()))
                 .clone()
         };
-        // Removes the entry however this call ends (a timed-out caller drops the future).
-        let _guard = InflightGuard {
+        // Removes the entry however this call ends (a timed-out caller drops the future). The
+        // guard holds this caller's only reference, so the count of references tells whether
+        // other callers still wait on the lookup.
+        let guard = InflightGuard {
             map: &self.inflight,
             key,
-            cell: cell.clone(),
+            cell,
         };
-        cell.get_or_init(|| self.fetch_fresh(source, g, u))
+        guard
+            .cell
+            .get_or_init(|| self.fetch_fresh(source, g, u))
             .await
             .clone()
     }
@@ -363,7 +389,7 @@ impl IdentityResolver {
         let id = u.to_string();
         if let Ok(rows) = cache::load(&self.db, &g.to_string(), &[id.as_str()]).await
             && let Some(row) = rows.get(&id)
-            && now - row.updated_at_s < self.ttl_secs
+            && self.is_fresh(row, now)
         {
             return Ok((row.clone(), IdentityOrigin::Cache));
         }
@@ -429,7 +455,8 @@ struct InflightGuard<'a> {
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        // A finished lookup is forgotten; an unfinished one stays while others still wait on it.
+        // A finished lookup is forgotten; an unfinished one stays while others still wait on it
+        // (references: the map's and this guard's, plus one per other waiting caller).
         let abandoned = Arc::strong_count(&self.cell) <= 2;
         if (self.cell.initialized() || abandoned)
             && map
@@ -438,5 +465,65 @@ impl Drop for InflightGuard<'_> {
         {
             map.remove(&self.key);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{clock::ManualClock, db};
+
+    /// Discord that never answers.
+    struct Silent;
+
+    #[async_trait]
+    impl IdentitySource for Silent {
+        async fn fetch(
+            &self,
+            _: u64,
+            _: u64,
+        ) -> Result<crate::identity::DiscordIdentity, FetchError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_times_out_leaves_nothing_in_flight() {
+        let db = db::connect("sqlite::memory:", 1).await.unwrap();
+        db::execute(
+            &db,
+            "CREATE TABLE user_cache (user_id TEXT NOT NULL, guild_id TEXT NOT NULL, \
+             username TEXT NOT NULL, global_name TEXT, display_name TEXT, avatar_hash TEXT, \
+             avatar_url TEXT NOT NULL, updated_at TEXT NOT NULL, banner_url TEXT, \
+             accent_color INTEGER, joined_at INTEGER, PRIMARY KEY (user_id, guild_id))",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let settings = ApiSettings {
+            discord_timeout: Duration::from_millis(50),
+            ..ApiSettings::default()
+        };
+        let resolver = IdentityResolver::new(
+            db,
+            Some(Arc::new(Silent)),
+            Arc::new(ManualClock::new(1_761_004_800)),
+            &settings,
+        );
+        let guild = Snowflake::parse("guild_id", "111111111111111111").unwrap();
+        let ids: Vec<Snowflake> = (0..20)
+            .map(|i| {
+                Snowflake::parse("ids", &(697_169_405_422_862_417u64 + i).to_string()).unwrap()
+            })
+            .collect();
+        let resolution = resolver.resolve_users(&guild, &ids).await.unwrap();
+        assert_eq!(resolution.warnings.len(), 20);
+        assert!(
+            resolver.inflight.lock().unwrap().is_empty(),
+            "timed-out lookups (running and queued) must not stay in the in-flight map"
+        );
     }
 }

@@ -8,6 +8,8 @@ use serenity::{
     model::id::{GuildId, UserId},
 };
 
+use super::DiscordRateLimits;
+
 /// A Discord user as seen in one guild.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscordIdentity {
@@ -60,12 +62,21 @@ pub trait IdentitySource: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct SerenityHttpSource {
     http: Arc<Http>,
+    limits: Option<Arc<DiscordRateLimits>>,
 }
 
 impl SerenityHttpSource {
     /// A source over the given client (a bot passes its own).
     pub fn new(http: Arc<Http>) -> Self {
-        Self { http }
+        Self { http, limits: None }
+    }
+
+    /// Refuses lookups at once (`rate_limited`, with the wait) while serenity's rate limiter
+    /// reports a long wait for them, instead of each lookup sitting it out until it times
+    /// out. `limits` must be fed by the client's rate-limit callback.
+    pub fn with_rate_limits(mut self, limits: Arc<DiscordRateLimits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 }
 
@@ -87,8 +98,9 @@ fn to_fetch_error(f: Failure) -> FetchError {
     match f {
         Failure::Status(404) => FetchError::NotFound,
         // serenity's error response drops the body's `retry_after`; the resolver then backs off
-        // for its configured time (and serenity's own rate limiter, on in production, waits the
-        // exact time before a 429 reaches us).
+        // for its configured time. With serenity's own rate limiter (on in production) a 429
+        // never gets here: the limiter waits instead, and reports the wait to
+        // `DiscordRateLimits`.
         Failure::Status(429) => FetchError::RateLimited { retry_after: None },
         Failure::Status(s) => FetchError::Unavailable(format!("Discord answered HTTP {s}")),
         Failure::Other(e) => FetchError::Unavailable(e),
@@ -126,6 +138,11 @@ pub fn identity_from_user(
 #[async_trait]
 impl IdentitySource for SerenityHttpSource {
     async fn fetch(&self, guild_id: u64, user_id: u64) -> Result<DiscordIdentity, FetchError> {
+        if let Some(wait) = self.limits.as_ref().and_then(|l| l.wait(guild_id)) {
+            return Err(FetchError::RateLimited {
+                retry_after: Some(wait),
+            });
+        }
         let (g, u) = (GuildId::new(guild_id.max(1)), UserId::new(user_id.max(1)));
         match self.http.get_member(g, u).await {
             Ok(m) => {
@@ -186,6 +203,47 @@ impl<S: IdentitySource> IdentitySource for SerenityCacheSource<S> {
         match cached {
             Some(identity) => Ok(identity),
             None => self.fallback.fetch(guild_id, user_id).await,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serenity::http::HttpBuilder;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reported_wait_refuses_lookups_without_asking_discord() {
+        // Nothing listens on port 9: a lookup that asks Discord fails as unavailable.
+        let http = Arc::new(
+            HttpBuilder::new("t")
+                .proxy("http://127.0.0.1:9")
+                .ratelimiter_disabled(true)
+                .build(),
+        );
+        let limits = Arc::new(DiscordRateLimits::new(Duration::from_secs(5)));
+        let source = SerenityHttpSource::new(http).with_rate_limits(limits.clone());
+        assert!(matches!(
+            source
+                .fetch(111_111_111_111_111_111, 222_222_222_222_222_222)
+                .await,
+            Err(FetchError::Unavailable(_))
+        ));
+        limits.record_wait(
+            "https://discord.com/api/v10/guilds/111111111111111111/members/222222222222222222",
+            Duration::from_secs(30),
+            false,
+        );
+        match source
+            .fetch(111_111_111_111_111_111, 222_222_222_222_222_222)
+            .await
+        {
+            Err(FetchError::RateLimited {
+                retry_after: Some(wait),
+            }) => assert!(wait > Duration::from_secs(29), "{wait:?}"),
+            other => panic!("expected rate_limited, got {other:?}"),
         }
     }
 }

@@ -126,7 +126,7 @@ impl LogsApi {
         let mut page = list_logs(&state.db, &guild_id, &filter, cursor, limit).await?;
         if expand.0 == Some(Expand::Identity) {
             let ids = page.items.iter().map(|i| i.moderator_id.as_str());
-            let (shown, warnings) = identities_for(&state.identity, &guild_id, ids).await?;
+            let (shown, warnings) = identities_for(&state.identity, &guild_id, ids).await;
             for item in &mut page.items {
                 if let Some(s) = shown.get(&item.moderator_id) {
                     item.display_name = Some(s.display_name.clone());

@@ -105,7 +105,7 @@ impl MetricsApi {
             let mut summary = summarize(&state.db, &guild_id, window, state.now_s()).await?;
             if expand == Some(Expand::Identity) {
                 let ids = summary.moderators.iter().map(|m| m.moderator_id.as_str());
-                let (shown, warnings) = identities_for(&state.identity, &guild_id, ids).await?;
+                let (shown, warnings) = identities_for(&state.identity, &guild_id, ids).await;
                 for m in &mut summary.moderators {
                     if let Some(s) = shown.get(&m.moderator_id) {
                         m.display_name = Some(s.display_name.clone());

@@ -2,9 +2,9 @@
 //! with `register_api_routes` beside the host's routes, with identities answered from the
 //! gateway cache first (no HTTP call for a cached member).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use pawtropolis_api::register_api_routes;
+use pawtropolis_api::{identity::DiscordRateLimits, register_api_routes};
 use pawtropolis_tests::{
     GUILD_A, TestDb, backends,
     fake_discord::{FakeDiscord, FakeUser},
@@ -26,6 +26,8 @@ use serenity::{
 
 const CACHED: &str = "650000000000000001";
 const NOT_CACHED: &str = "650000000000000002";
+// Neither cached nor known to the fake Discord: asked of Discord unless rate limited.
+const OTHER: &str = "650000000000000003";
 
 #[handler]
 fn host_route() -> &'static str {
@@ -75,11 +77,13 @@ async fn a_bot_embeds_the_api_with_its_http_and_cache() {
                 .build(),
         );
         let cache = bot_cache();
+        let limits = Arc::new(DiscordRateLimits::new(Duration::from_secs(5)));
         // The bot example's own code path (what its gateway `ready` handler runs).
         let api = pawtropolis_bot_example::build_dashboard(
             tdb.db.clone(),
             http,
             cache,
+            limits.clone(),
             Default::default(),
         )
         .await
@@ -145,9 +149,23 @@ async fn a_bot_embeds_the_api_with_its_http_and_cache() {
         );
         assert!(fake.calls_for(NOT_CACHED) >= 1);
 
+        // The bot's client reports a long rate limit on the guild's member lookups (its
+        // `EventHandler::ratelimit`): a lookup answers `rate_limited` at once, without asking.
+        let calls_before = fake.calls().len();
+        limits.record_wait(
+            &format!("https://discord.com/api/v10/guilds/{GUILD_A}/members/{NOT_CACHED}"),
+            Duration::from_secs(60),
+            false,
+        );
+        let guild = pawtropolis_api::Snowflake::parse("guild", GUILD_A).unwrap();
+        let other = [pawtropolis_api::Snowflake::parse("id", OTHER).unwrap()];
+        let limited = api.resolve_users(&guild, &other).await.unwrap();
+        assert_eq!(limited.warnings.len(), 1, "{limited:?}");
+        assert_eq!(limited.warnings[0].code, "rate_limited");
+        assert_eq!(fake.calls().len(), calls_before, "Discord is not asked");
+
         // The Rust API other modules call gives the same answer.
         let ids = [pawtropolis_api::Snowflake::parse("id", CACHED).unwrap()];
-        let guild = pawtropolis_api::Snowflake::parse("guild", GUILD_A).unwrap();
         let direct = api.resolve_users(&guild, &ids).await.unwrap();
         assert_eq!(direct.users[0].display_name, "From The Cache");
 

@@ -278,3 +278,59 @@ async fn a_page_with_150_moderators_is_resolved_in_batches() {
         app.finish().await;
     }
 }
+
+/// When the identities cannot be read at all (here: the cache table is gone), the listing is
+/// still served, its moderators unnamed with a warning each.
+#[tokio::test]
+async fn a_failing_identity_cache_does_not_fail_the_listing() {
+    for backend in backends() {
+        let fake = FakeDiscord::start().await;
+        let (app, token) = start(&backend, &fake).await;
+        for m in [OK_MOD, SLOW_MOD] {
+            app.tdb
+                .insert_action(
+                    GUILD_A,
+                    "approve",
+                    m,
+                    Some(USER),
+                    Some("app"),
+                    NOW - 10,
+                    None,
+                )
+                .await;
+        }
+        app.tdb.exec("DROP TABLE user_cache", vec![]).await;
+        for path in [
+            format!("/api/logs?guild_id={GUILD_A}&expand=identity"),
+            format!("/api/metrics?guild_id={GUILD_A}&expand=identity"),
+        ] {
+            let (s, body) = app.get_json(&path, &token).await;
+            assert_eq!(s, 200, "{path}: {body}");
+            assert_eq!(
+                ids_of(&body["warnings"]),
+                BTreeSet::from([OK_MOD.to_owned(), SLOW_MOD.to_owned()]),
+                "{path}: {body}"
+            );
+            assert!(
+                body["warnings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|w| w["code"] == "lookup_failed"),
+                "{body}"
+            );
+        }
+        let (_, body) = app
+            .get_json(
+                &format!("/api/logs?guild_id={GUILD_A}&expand=identity"),
+                &token,
+            )
+            .await;
+        assert_eq!(
+            body["items"][0]["display_name"],
+            body["items"][0]["moderator_id"]
+        );
+        assert!(fake.calls().is_empty(), "nothing is asked of Discord");
+        app.finish().await;
+    }
+}

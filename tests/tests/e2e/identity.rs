@@ -100,7 +100,19 @@ fn user<'a>(body: &'a Value, id: &str) -> &'a Value {
 async fn miss_then_hit_then_expiry() {
     for backend in backends() {
         let (app, fake, clock, token) = start(&backend, &["--resolve-rate-per-min", "0"]).await;
-        let (s, body) = resolve(&app, &token, NICKED).await;
+        let resp = app
+            .get(
+                &format!("/api/users/resolve?guild_id={GUILD_A}&ids={NICKED}"),
+                &token,
+            )
+            .await;
+        assert!(
+            !resp.headers().contains_key("x-ratelimit-limit")
+                && !resp.headers().contains_key("x-ratelimit-remaining"),
+            "no limit, no limit headers: {:?}",
+            resp.headers()
+        );
+        let (s, body) = (resp.status().as_u16(), resp.json::<Value>().await.unwrap());
         assert_eq!(s, 200, "{body}");
         let u = user(&body, NICKED);
         assert_eq!(u["source"], "discord", "{body} calls={:?}", fake.calls());
@@ -361,4 +373,91 @@ async fn rate_limit_etag_and_validation() {
         assert_eq!(body["error"]["code"], "rate_limited");
         app.finish().await;
     }
+}
+
+/// The bot writes `user_cache` too, with its own time formats and profile columns.
+#[tokio::test]
+async fn rows_the_bot_wrote_are_read_and_its_columns_kept() {
+    for backend in backends() {
+        let (app, fake, _clock, token) = start(&backend, &["--resolve-rate-per-min", "0"]).await;
+        let insert = "INSERT INTO user_cache (user_id, guild_id, username, display_name, avatar_url, \
+                      updated_at, banner_url, accent_color, joined_at) \
+                      VALUES ($1, $2, $3, $3, 'https://cdn.discordapp.com/embed/avatars/0.png', $4, \
+                      'https://cdn.discordapp.com/banners/x/b.png', 16711680, 1600000000)";
+        // A minute before T0, in the bot's formats: fresh.
+        app.tdb
+            .exec(
+                insert,
+                vec![
+                    NICKED.into(),
+                    GUILD_A.into(),
+                    "bot-nicked".into(),
+                    "2025-10-20 23:59:00.123".into(),
+                ],
+            )
+            .await;
+        // A time this code cannot read: stale, asked again (it used to be served forever, or
+        // to panic on an overflowing subtraction).
+        app.tdb
+            .exec(
+                insert,
+                vec![
+                    ANIMATED.into(),
+                    GUILD_A.into(),
+                    "bot-animated".into(),
+                    "last tuesday".into(),
+                ],
+            )
+            .await;
+        let (s, body) = resolve(&app, &token, &format!("{NICKED},{ANIMATED}")).await;
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(user(&body, NICKED)["source"], "cache", "{body}");
+        assert_eq!(user(&body, NICKED)["username"], "bot-nicked");
+        assert_eq!(fake.calls_for(NICKED), 0);
+        assert_eq!(user(&body, ANIMATED)["source"], "discord", "{body}");
+        assert_eq!(user(&body, ANIMATED)["username"], "sparkle");
+        // A member lookup carries no banner or accent colour: the bot's values stay.
+        let rows = app
+            .tdb
+            .rows(
+                "SELECT banner_url, accent_color, joined_at, updated_at FROM user_cache \
+                 WHERE user_id = $1 AND guild_id = $2",
+                vec![ANIMATED.into(), GUILD_A.into()],
+            )
+            .await;
+        let banner: Option<String> = rows[0].try_get("", "banner_url").unwrap();
+        let accent: Option<i64> = rows[0].try_get("", "accent_color").unwrap();
+        let updated: String = rows[0].try_get("", "updated_at").unwrap();
+        assert_eq!(
+            banner.as_deref(),
+            Some("https://cdn.discordapp.com/banners/x/b.png")
+        );
+        assert_eq!(accent, Some(16_711_680));
+        assert_ne!(
+            updated, "last tuesday",
+            "the refreshed row has a readable time"
+        );
+        app.finish().await;
+    }
+}
+
+/// A row of a type this code cannot read (SQLite stores any value in any column) is a cache
+/// miss for that one user, not a failed page.
+#[tokio::test]
+async fn an_unreadable_row_costs_one_lookup_not_the_page() {
+    let (app, fake, _clock, token) =
+        start(&Backend::Sqlite, &["--resolve-rate-per-min", "0"]).await;
+    app.tdb
+        .exec(
+            "INSERT INTO user_cache (user_id, guild_id, username, global_name, avatar_url, updated_at) \
+             VALUES ($1, $2, 'blob', X'00ff', 'https://cdn.discordapp.com/embed/avatars/0.png', '2025-10-20 23:59:00')",
+            vec![NICKED.into(), GUILD_A.into()],
+        )
+        .await;
+    let (s, body) = resolve(&app, &token, NICKED).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(user(&body, NICKED)["source"], "discord", "{body}");
+    assert_eq!(user(&body, NICKED)["display_name"], "Head Mod");
+    assert_eq!(fake.calls_for(NICKED), 1);
+    app.finish().await;
 }

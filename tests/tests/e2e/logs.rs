@@ -213,11 +213,17 @@ async fn bad_parameters_are_400_naming_the_parameter() {
     );
     let (s, body) = app.get_json("/api/logs", &token).await;
     assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"]["message"], "guild_id is required", "{body}");
+    // Two spellings of one id would slip past de-duplication and cache keys.
+    let (s, body) = app
+        .get_json(&format!("/api/logs?guild_id=0{GUILD_A}"), &token)
+        .await;
+    assert_eq!(s, 400, "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("guild_id"),
+            .contains("no leading zero"),
         "{body}"
     );
     let (s, _) = app
