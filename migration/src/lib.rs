@@ -16,6 +16,7 @@ mod m20250101_000003_metrics_tables;
 mod m20250101_000004_sessions;
 mod m20250101_000005_session_admins;
 mod m20250101_000006_bot_config_audit;
+mod m20250101_000007_subject_index;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000004_sessions::Migration),
             Box::new(m20250101_000005_session_admins::Migration),
             Box::new(m20250101_000006_bot_config_audit::Migration),
+            Box::new(m20250101_000007_subject_index::Migration),
         ]
     }
 }

@@ -109,6 +109,18 @@ async fn rebuild(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
          FROM {OLD} ORDER BY id"
     ))
     .await?;
-    db.execute_unprepared(&format!("DROP TABLE {OLD}")).await?;
+    // AUTOINCREMENT's promise (an id is never handed out twice) lives in `sqlite_sequence`,
+    // under the old table's name now: carry its counter over before it goes with the table.
+    for sql in [
+        format!(
+            "UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = '{OLD}')              WHERE name = 'config_audit_log' AND seq < (SELECT seq FROM sqlite_sequence WHERE name = '{OLD}')"
+        ),
+        format!(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'config_audit_log', seq FROM sqlite_sequence              WHERE name = '{OLD}' AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'config_audit_log')"
+        ),
+        format!("DROP TABLE {OLD}"),
+    ] {
+        db.execute_unprepared(&sql).await?;
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, QueryResult, Statement,
-    Value,
+    TransactionTrait as _, Value,
 };
 
 /// Opens the database behind `url` (`sqlite://…` or `postgres://…`).
@@ -90,8 +90,11 @@ pub(crate) async fn max_action_id(db: &impl ConnectionTrait) -> Result<i64, DbEr
 
 /// Keeps SQLite's query planner informed. Without statistics it guesses that an equality on
 /// `guild_id` is as selective as one on `app_id`, and picks the guild index where the
-/// application index is a hundred times faster. Analyzes `action_log` when it never was, and
-/// otherwise lets `PRAGMA optimize` decide. No-op on PostgreSQL (autovacuum keeps statistics).
+/// application index is a hundred times faster. Analyzes `action_log` when nothing was ever
+/// analyzed, and otherwise lets `PRAGMA optimize` decide; both from a sample of each index
+/// (`analysis_limit`), since ANALYZE holds the write lock the bot needs and a full pass over
+/// the bot's large tables would outlast its busy timeout. No-op on PostgreSQL (autovacuum
+/// keeps statistics).
 pub async fn refresh_planner_statistics(db: &DatabaseConnection) -> Result<(), DbErr> {
     if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
         return Ok(());
@@ -107,7 +110,13 @@ pub async fn refresh_planner_statistics(db: &DatabaseConnection) -> Result<(), D
     let sql = if analyzed {
         "PRAGMA optimize"
     } else {
-        "ANALYZE"
+        "ANALYZE action_log"
     };
-    db.execute_unprepared(sql).await.map(|_| ())
+    // One connection for the limit and the statement it bounds.
+    let txn = db.begin().await?;
+    txn.execute_unprepared("PRAGMA analysis_limit = 1000")
+        .await?;
+    txn.execute_unprepared(sql).await?;
+    txn.execute_unprepared("PRAGMA analysis_limit = 0").await?;
+    txn.commit().await
 }

@@ -47,6 +47,9 @@ pub enum Command {
     },
     /// Generate realistic demo rows in `action_log` (for trying things out and benchmarks).
     DemoData(DemoDataArgs),
+    /// Recompute the metrics tables from every `action_log` row (SQLite), after rows were
+    /// edited or deleted by hand; the charts count new rows on their own.
+    RebuildMetrics,
 }
 
 /// `serve` options.

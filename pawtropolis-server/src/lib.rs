@@ -47,6 +47,23 @@ pub async fn run(cli: Cli, out: Out<'_>) -> anyhow::Result<()> {
         }
         Command::Token { command } => token(&settings, command, out).await,
         Command::DemoData(args) => demo_data(&settings, &args, out).await,
+        Command::RebuildMetrics => {
+            let db = connect_and_migrate(&settings).await?;
+            let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+            let result = pawtropolis_api::metrics::Derived::new().rebuild(&db).await;
+            db.close().await.ok();
+            result.context("rebuilding the metrics tables")?;
+            writeln!(
+                out,
+                "{}",
+                if postgres {
+                    "nothing to rebuild: on PostgreSQL the metrics are read from action_log directly"
+                } else {
+                    "metrics tables rebuilt from action_log"
+                }
+            )?;
+            Ok(())
+        }
         Command::Serve(args) => serve(&settings, &args, out).await,
     }
 }
@@ -57,9 +74,10 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Database
     migration::cli::run(&db, &MigrateCommand::Up { steps: None })
         .await
         .context("applying migrations")?;
-    pawtropolis_api::db::refresh_planner_statistics(&db)
-        .await
-        .context("refreshing planner statistics")?;
+    // Statistics only speed queries up: a database too busy for them now still serves.
+    if let Err(e) = pawtropolis_api::db::refresh_planner_statistics(&db).await {
+        tracing::warn!(error = %e, "could not refresh the query planner's statistics");
+    }
     Ok(db)
 }
 

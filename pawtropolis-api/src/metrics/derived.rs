@@ -10,7 +10,7 @@
 //!
 //! `action_log` is an append-only audit log: the bot inserts rows and never edits them. An
 //! edited or deleted row is not reflected in the derived counts until they are rebuilt
-//! (`migrate down -n 1`, then `migrate up`).
+//! ([`Derived::rebuild`], `pawtropolis-server rebuild-metrics`).
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
 use tokio::sync::Mutex;
@@ -150,6 +150,33 @@ impl Derived {
                 ));
             }
         }
+    }
+
+    /// Empties the derived tables and computes them again from every `action_log` row, so
+    /// that rows edited or deleted since they were counted count as they are now (SQLite
+    /// only; a no-op on PostgreSQL). Replies a server cached before still show the old
+    /// figures until they expire (`PAWTROPOLIS_METRICS_CACHE_SECS`).
+    pub async fn rebuild(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        if db.get_database_backend() != DbBackend::Sqlite {
+            return Ok(());
+        }
+        {
+            let _guard = self.lock.lock().await;
+            let txn = db.begin().await?;
+            // The watermark first: it takes the write lock, so a catch-up in another process
+            // either finished before or starts from zero after.
+            for sql in [
+                "UPDATE metrics_state SET last_action_id = 0 WHERE id = 1",
+                "DELETE FROM metrics_action_counts",
+                "DELETE FROM metrics_app_latency",
+                "DELETE FROM metrics_latency_slots",
+                "DELETE FROM metrics_touched_slots",
+            ] {
+                db::execute(&txn, sql, vec![]).await?;
+            }
+            txn.commit().await?;
+        }
+        self.catch_up(db).await
     }
 
     async fn apply(&self, db: &DatabaseConnection, mark: i64, max_id: i64) -> Result<bool, DbErr> {

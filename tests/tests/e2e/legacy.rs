@@ -196,7 +196,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         let before = dump(&tdb).await;
 
         let first = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(first.contains("applied 6"), "{first}");
+        assert!(first.contains("applied 7"), "{first}");
         let after_first = schema_snapshot(&tdb).await;
         let second = run_cli(&tdb.url, &["migrate"]).await.unwrap();
         assert!(second.contains("applied 0"), "{second}");
@@ -222,9 +222,10 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert!(cols.contains("admin_role_id"), "{cols}");
         assert!(cols.contains("bot_flag"), "{cols}");
         assert!(cols.contains("image_search_url_template"), "{cols}");
+        assert!(cols.contains("idx_action_log_guild_subject_time"), "{cols}");
 
         // Rolling the API back never touches the bot's tables.
-        run_cli(&tdb.url, &["migrate", "down", "-n", "6"])
+        run_cli(&tdb.url, &["migrate", "down", "-n", "7"])
             .await
             .unwrap();
         assert_eq!(
@@ -319,6 +320,7 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
                 1_761_004_800i64,
             ),
             ("token:3", None, "900000000000000001", 1_761_004_861),
+            ("token:3", None, "deleted later", 1_761_004_862),
         ] {
             tdb.exec(
                 "INSERT INTO config_audit_log (guild_id, actor, field, old_value, new_value, changed_at_s) \
@@ -333,8 +335,11 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
             )
             .await;
         }
+        // The newest row is gone, its id used: no later row may take it again.
+        tdb.exec("DELETE FROM config_audit_log WHERE id = 3", vec![])
+            .await;
         let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(out.contains("applied 2"), "{out}");
+        assert!(out.contains("applied 3"), "{out}");
         assert_eq!(
             audit_trail(&tdb).await,
             [
@@ -346,7 +351,8 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
                 ),
             ]
         );
-        // New rows follow the converted ones (ids kept), with the bot's defaults.
+        // New rows follow the converted ones (ids kept, and the used id 3 not handed out
+        // again), with the bot's defaults.
         tdb.exec(
             "INSERT INTO config_audit_log (guild_id, user_id, field_key) VALUES ($1, '1', 'x')",
             vec![GUILD_A.into()],
@@ -361,7 +367,7 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
             .iter()
             .map(|r| r.try_get("", "id").unwrap())
             .collect();
-        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(ids, [1, 2, 4]);
         // Nothing is left behind, and on PostgreSQL the sequence keeps its name.
         let tables = schema_snapshot(&tdb).await.join("\n");
         assert!(!tables.contains("config_audit_log_api_v1"), "{tables}");
@@ -403,7 +409,7 @@ async fn an_older_session_table_gets_the_admin_column() {
         )
         .await;
         let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(out.contains("applied 2"), "{out}");
+        assert!(out.contains("applied 3"), "{out}");
         let rows = tdb
             .rows(
                 "SELECT guild_ids, admin_guild_ids FROM dashboard_session",

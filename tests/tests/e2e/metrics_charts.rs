@@ -1,7 +1,7 @@
 //! `GET /api/metrics/timeseries` and `GET /api/metrics/latency`: exact buckets, edges, time
 //! zones and percentiles, on both databases.
 
-use pawtropolis_tests::{GUILD_A, TestApp, backends};
+use pawtropolis_tests::{Backend, GUILD_A, TestApp, backends, run_cli};
 use serde_json::{Value, json};
 
 const M: &str = "700000000000000001";
@@ -349,6 +349,53 @@ async fn not_modified_with_a_matching_etag() {
             app.assert_revalidates(&url, &token, "private, max-age=300")
                 .await;
         }
+        app.finish().await;
+    }
+}
+
+/// Rows edited by hand are counted as they are now once the metrics tables are rebuilt
+/// (`rebuild-metrics`); on PostgreSQL the figures come from `action_log` directly.
+#[tokio::test]
+async fn rebuild_metrics_counts_rows_as_they_are_now() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            &backend,
+            &["--now", &NOW.to_string(), "--metrics-cache-secs", "0"],
+        )
+        .await;
+        let token = app.token(&[GUILD_A]).await;
+        for i in 0..3 {
+            app.tdb
+                .insert_action(GUILD_A, "claim", M, Some(U), None, NOW - 100 + i, None)
+                .await;
+        }
+        let before = get(&app, &token, "timeseries?window=7d&bucket=1h").await;
+        assert_eq!(total(&before, "claim"), 3);
+        app.tdb
+            .exec(
+                "UPDATE action_log SET action = 'reject' WHERE id = (SELECT MIN(id) FROM action_log)",
+                vec![],
+            )
+            .await;
+        let stale = get(&app, &token, "timeseries?window=7d&bucket=1h").await;
+        let out = run_cli(&app.tdb.url, &["rebuild-metrics"]).await.unwrap();
+        let after = get(&app, &token, "timeseries?window=7d&bucket=1h").await;
+        match backend {
+            Backend::Sqlite => {
+                assert_eq!(total(&stale, "claim"), 3, "counted when inserted");
+                assert!(out.contains("rebuilt"), "{out}");
+            }
+            Backend::Postgres(_) => {
+                assert_eq!(total(&stale, "claim"), 2, "read directly");
+                assert!(out.contains("nothing to rebuild"), "{out}");
+            }
+        }
+        assert_eq!(
+            (total(&after, "claim"), total(&after, "reject")),
+            (2, 1),
+            "{}",
+            backend.name()
+        );
         app.finish().await;
     }
 }
