@@ -386,8 +386,8 @@ export interface components {
              */
             count: number;
             /**
-             * Format: double
-             * @description Mean response time, seconds; null when `count` is 0.
+             * Format: int64
+             * @description Mean response time, seconds (rounded); null when `count` is 0.
              */
             avg_response_time_s: number | null;
             /**
@@ -507,9 +507,9 @@ export interface components {
              */
             decisions_timed: number;
             /**
-             * Format: double
-             * @description Mean seconds from an application's latest `app_submitted` to this moderator's decision;
-             *     null without timed decisions.
+             * Format: int64
+             * @description Mean seconds from an application's latest `app_submitted` to this moderator's decision,
+             *     rounded to the second; null without timed decisions.
              */
             avg_response_time_s: number | null;
             /**
@@ -622,8 +622,8 @@ export interface components {
              */
             decisions_timed: number;
             /**
-             * Format: double
-             * @description Mean response time of all timed decisions, seconds; null without any.
+             * Format: int64
+             * @description Mean response time of all timed decisions, seconds (rounded); null without any.
              */
             avg_response_time_s: number | null;
             /**

@@ -56,18 +56,22 @@ where
     Fut: Future<Output = Result<(T, bool), ApiError>>,
 {
     let cache = &state.metrics_cache;
-    let body = match cache.get(&key) {
-        Some(bytes) => JsonBytes::from_bytes(bytes),
+    let (body, max_age) = match cache.get(&key) {
+        // Only what is left of the entry's life: data is never older than the TTL.
+        Some((bytes, left)) => (JsonBytes::from_bytes(bytes), left),
         None => {
             let (reply, keep) = compute().await?;
             let body = JsonBytes::encode(&reply)?;
             if keep {
                 cache.put(key, body.bytes().clone());
+                (body, cache.ttl_secs())
+            } else {
+                // A reply with warnings (Discord was down) should be asked for again.
+                (body, 0)
             }
-            body
         }
     };
-    Ok(Cacheable::new(body, if_none_match, cache.ttl_secs()))
+    Ok(Cacheable::new(body, if_none_match, max_age))
 }
 
 #[poem_openapi::OpenApi(tag = "ApiTags::Metrics")]

@@ -1,4 +1,7 @@
-use std::{sync::Mutex, time::Duration};
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use cached::{Cached as _, stores::LruTtlCache};
@@ -9,7 +12,7 @@ const MAX_ENTRIES: usize = 2_000;
 /// Encoded metric replies, keyed by every parameter, kept for `PAWTROPOLIS_METRICS_CACHE_SECS`.
 pub struct MetricsCache {
     ttl_secs: u64,
-    inner: Option<Mutex<LruTtlCache<String, Bytes>>>,
+    inner: Option<Mutex<LruTtlCache<String, (Bytes, Instant)>>>,
 }
 
 impl MetricsCache {
@@ -27,18 +30,22 @@ impl MetricsCache {
         self.ttl_secs
     }
 
-    /// The cached reply for `key`, if fresh.
-    pub fn get(&self, key: &str) -> Option<Bytes> {
+    /// The cached reply for `key`, if fresh, and the seconds it stays so (the `max-age` it
+    /// may be served with: a browser must not keep it past the server's own copy).
+    pub fn get(&self, key: &str) -> Option<(Bytes, u64)> {
         let inner = self.inner.as_ref()?;
         let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-        guard.cache_get(key).cloned()
+        guard.cache_get(key).map(|(bytes, stored)| {
+            let age = stored.elapsed().as_secs();
+            (bytes.clone(), self.ttl_secs.saturating_sub(age))
+        })
     }
 
     /// Stores the reply for `key`.
     pub fn put(&self, key: String, value: Bytes) {
         if let Some(inner) = &self.inner {
             let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
-            guard.cache_set(key, value);
+            guard.cache_set(key, (value, Instant::now()));
         }
     }
 }

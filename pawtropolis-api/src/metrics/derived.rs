@@ -302,9 +302,12 @@ impl Derived {
         let Some((first_full, last_slot)) = whole_slots(lo, hi) else {
             return direct_slots(db, guild, lo, hi).await;
         };
-        let mut out = direct_slots(db, guild, lo, first_full - 1).await?;
+        // One snapshot for the three reads: a catch-up committing between them cannot make
+        // a row count in two parts of the window, or in none.
+        let snapshot = db.begin().await?;
+        let mut out = direct_slots(&snapshot, guild, lo, first_full - 1).await?;
         let rows = db::query_all(
-            db,
+            &snapshot,
             "SELECT slot_s, submitted, claim, accept, reject FROM metrics_action_counts \
              WHERE guild_id = $1 AND slot_s >= $2 AND slot_s < $3",
             vec![guild.into(), first_full.into(), last_slot.into()],
@@ -313,7 +316,8 @@ impl Derived {
         for row in &rows {
             out.push(slot_from_row(row)?);
         }
-        out.extend(direct_slots(db, guild, last_slot - 1, hi).await?);
+        out.extend(direct_slots(&snapshot, guild, last_slot - 1, hi).await?);
+        snapshot.commit().await?;
         Ok(out)
     }
 
@@ -336,9 +340,12 @@ impl Derived {
             let Some((first_full, last_slot)) = whole_slots(lo, hi) else {
                 return app_rows(db, guild, lo, hi).await;
             };
-            let mut out = app_rows(db, guild, lo, first_full - 1).await?;
+            // One snapshot for the three reads: a catch-up that moves an application's
+            // decision to another slot cannot drop it from (or count it twice in) the reply.
+            let snapshot = db.begin().await?;
+            let mut out = app_rows(&snapshot, guild, lo, first_full - 1).await?;
             let rows = db::query_all(
-                db,
+                &snapshot,
                 "SELECT slot_s, times FROM metrics_latency_slots \
                  WHERE guild_id = $1 AND slot_s >= $2 AND slot_s < $3",
                 vec![guild.into(), first_full.into(), last_slot.into()],
@@ -354,7 +361,8 @@ impl Derived {
                         .map(|rt| (slot, rt)),
                 );
             }
-            out.extend(app_rows(db, guild, last_slot - 1, hi).await?);
+            out.extend(app_rows(&snapshot, guild, last_slot - 1, hi).await?);
+            snapshot.commit().await?;
             return Ok(out);
         }
         let sql = format!(

@@ -11,13 +11,16 @@ pub fn nearest_rank(sorted: &[i64], p: u32) -> Option<i64> {
     sorted.get(rank as usize - 1).copied()
 }
 
-/// Arithmetic mean; `None` for no values.
-pub fn mean(values: &[i64]) -> Option<f64> {
+/// Arithmetic mean in whole seconds, as the contract shows it (`avg_response_time_s: 1250`,
+/// like the percentiles beside it), rounded to the nearest, halves up; `None` for no values.
+pub fn mean(values: &[i64]) -> Option<i64> {
     if values.is_empty() {
         return None;
     }
     let sum: i128 = values.iter().map(|&v| i128::from(v)).sum();
-    Some(sum as f64 / values.len() as f64)
+    let n = values.len() as i128;
+    // Exact integer rounding: (2·sum + n) / 2n, floored (also for negative sums).
+    i64::try_from((2 * sum + n).div_euclid(2 * n)).ok()
 }
 
 #[cfg(test)]
@@ -39,7 +42,11 @@ mod tests {
 
     #[test]
     fn mean_by_hand() {
-        assert_eq!(mean(&[1, 2, 4]), Some(7.0 / 3.0));
+        assert_eq!(mean(&[1, 2, 4]), Some(2)); // 2.33
+        assert_eq!(mean(&[1, 2]), Some(2)); // 1.5, halves up
+        assert_eq!(mean(&[1, 2, 2]), Some(2)); // 1.67
+        assert_eq!(mean(&[1000, 2000, 10000]), Some(4333));
+        assert_eq!(mean(&[i64::MAX, i64::MAX]), Some(i64::MAX));
         assert_eq!(mean(&[]), None);
     }
 }

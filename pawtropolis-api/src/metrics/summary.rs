@@ -24,10 +24,10 @@ pub struct ModeratorMetrics {
     pub modmail_opens: i64,
     /// Decisions whose response time is known (they have an earlier `app_submitted`).
     pub decisions_timed: i64,
-    /// Mean seconds from an application's latest `app_submitted` to this moderator's decision;
-    /// null without timed decisions.
+    /// Mean seconds from an application's latest `app_submitted` to this moderator's decision,
+    /// rounded to the second; null without timed decisions.
     #[oai(nullable)]
-    pub avg_response_time_s: Option<f64>,
+    pub avg_response_time_s: Option<i64>,
     /// Median of the same, nearest-rank method; null without timed decisions.
     #[oai(nullable)]
     pub p50_response_time_s: Option<i64>,
@@ -61,9 +61,9 @@ pub struct Totals {
     pub modmail_opens: i64,
     /// Decisions whose response time is known.
     pub decisions_timed: i64,
-    /// Mean response time of all timed decisions, seconds; null without any.
+    /// Mean response time of all timed decisions, seconds (rounded); null without any.
     #[oai(nullable)]
-    pub avg_response_time_s: Option<f64>,
+    pub avg_response_time_s: Option<i64>,
     /// Median response time, nearest-rank method; null without any.
     #[oai(nullable)]
     pub p50_response_time_s: Option<i64>,

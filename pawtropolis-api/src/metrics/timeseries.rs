@@ -59,9 +59,9 @@ pub struct LatencyBucket {
     pub timestamp: String,
     /// Applications whose first decision falls in the bucket (and the window).
     pub count: i64,
-    /// Mean response time, seconds; null when `count` is 0.
+    /// Mean response time, seconds (rounded); null when `count` is 0.
     #[oai(nullable)]
-    pub avg_response_time_s: Option<f64>,
+    pub avg_response_time_s: Option<i64>,
     /// Median response time (nearest rank), seconds; null when `count` is 0.
     #[oai(nullable)]
     pub p50_response_time_s: Option<i64>,

@@ -330,6 +330,14 @@ async fn a_failing_identity_cache_does_not_fail_the_listing() {
             body["items"][0]["display_name"],
             body["items"][0]["moderator_id"]
         );
+        // Neither the server nor the browser keeps a reply with warnings.
+        let resp = app
+            .get(
+                &format!("/api/metrics?guild_id={GUILD_A}&expand=identity"),
+                &token,
+            )
+            .await;
+        assert_eq!(resp.headers()["cache-control"], "private, max-age=0");
         assert!(fake.calls().is_empty(), "nothing is asked of Discord");
         app.finish().await;
     }

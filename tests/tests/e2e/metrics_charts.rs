@@ -1,12 +1,13 @@
 //! `GET /api/metrics/timeseries` and `GET /api/metrics/latency`: exact buckets, edges, time
 //! zones and percentiles, on both databases.
 
-use pawtropolis_tests::{Backend, GUILD_A, TestApp, backends, run_cli};
+use pawtropolis_tests::{Backend, GUILD_A, GUILD_B, TestApp, backends, run_cli};
 use serde_json::{Value, json};
 
 const M: &str = "700000000000000001";
 const U: &str = "800000000000000001";
-// 2025-10-21T00:30:00Z: deliberately not on a bucket boundary.
+// 2025-10-21T00:30:00Z: off every hour bucket boundary (on a 15-minute slot boundary; the
+// seams test moves it off those too).
 const NOW: i64 = 1_761_006_600;
 const WEEK: i64 = 7 * 86_400;
 
@@ -308,7 +309,7 @@ async fn latency_percentiles_by_hand() {
         // Times 100, 300, 1000, 4000: mean 1350, p50 rank 2 -> 300, p95 rank 4 -> 4000.
         assert_eq!(
             day,
-            &json!({"timestamp": "2025-10-20T00:00:00Z", "count": 4, "avg_response_time_s": 1350.0,
+            &json!({"timestamp": "2025-10-20T00:00:00Z", "count": 4, "avg_response_time_s": 1350,
                     "p50_response_time_s": 300, "p95_response_time_s": 4000}),
             "on {}",
             backend.name()
@@ -332,7 +333,7 @@ async fn latency_percentiles_by_hand() {
         let first = bucket(&hourly, "2025-10-20T00:00:00Z");
         assert_eq!(first["count"], 4);
         assert_eq!(first["p95_response_time_s"], 1000);
-        assert_eq!(first["avg_response_time_s"], 475.0);
+        assert_eq!(first["avg_response_time_s"], 475);
         app.finish().await;
     }
 }
@@ -395,6 +396,145 @@ async fn rebuild_metrics_counts_rows_as_they_are_now() {
             (2, 1),
             "{}",
             backend.name()
+        );
+        app.finish().await;
+    }
+}
+
+/// With the server's cache on, each combination of parameters is its own entry: a reply cached
+/// for one is never served for another.
+#[tokio::test]
+async fn cached_replies_are_keyed_by_every_parameter() {
+    let app = TestApp::spawn_with(&Backend::Sqlite, &["--now", &NOW.to_string()]).await;
+    let token = app.token(&[GUILD_A, GUILD_B]).await;
+    app.tdb
+        .insert_action(GUILD_A, "claim", M, Some(U), None, NOW - 100, None)
+        .await;
+    let buckets = |b: &Value| b["buckets"].as_array().unwrap().len();
+    let mut seen = Vec::new();
+    for chart in ["timeseries", "latency"] {
+        for (query, count, tz) in [
+            ("window=7d&bucket=1h", 169, "UTC"),
+            ("window=7d&bucket=6h", 29, "UTC"),
+            ("window=30d&bucket=1h", 721, "UTC"),
+            ("window=7d&bucket=1h&tz=Asia/Kolkata", 169, "Asia/Kolkata"),
+        ] {
+            // Twice: the second answer comes from the cache.
+            for _ in 0..2 {
+                let body = get(&app, &token, &format!("{chart}?{query}")).await;
+                assert_eq!(
+                    (buckets(&body), body["tz"].as_str()),
+                    (count, Some(tz)),
+                    "{chart}?{query}"
+                );
+                if chart == "timeseries" {
+                    assert_eq!(total(&body, "claim"), 1, "{chart}?{query}");
+                }
+                seen.push(body["buckets"][0]["timestamp"].clone());
+            }
+        }
+    }
+    // Kolkata's grid starts on its own midnight (+05:30), not on UTC's.
+    assert!(
+        seen.iter().any(|t| t.as_str().unwrap().ends_with("+05:30")),
+        "{seen:?}"
+    );
+    let (s, other) = app
+        .get_json(
+            &format!("/api/metrics/timeseries?window=7d&bucket=1h&guild_id={GUILD_B}"),
+            &token,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        total(&other, "claim"),
+        0,
+        "another guild's reply is its own"
+    );
+    app.finish().await;
+}
+
+/// The window is (now − window, now], exact to the second at both edges and at the seams
+/// between the partial 15-minute slots at its ends and the whole slots between (which SQLite
+/// reads from its derived tables), with "now" off every slot boundary.
+#[tokio::test]
+async fn window_edges_and_slot_seams_to_the_second() {
+    // 7 min 17 s past a slot boundary.
+    let now = NOW + 437;
+    let (lo, hi) = (now - WEEK, now);
+    let first_full = lo.div_euclid(900) * 900 + 900;
+    let last_slot = hi.div_euclid(900) * 900;
+    assert!(lo % 900 != 0 && first_full - lo < 900 && hi > last_slot);
+    let decisions = [
+        lo - 1,
+        lo,
+        lo + 1,
+        first_full - 1,
+        first_full,
+        first_full + 1,
+        last_slot - 1,
+        last_slot,
+        last_slot + 1,
+        hi - 1,
+        hi,
+        hi + 1,
+    ];
+    let inside = |t: i64| lo < t && t <= hi;
+    for backend in backends() {
+        let app = TestApp::spawn_with(
+            &backend,
+            &["--now", &now.to_string(), "--metrics-cache-secs", "0"],
+        )
+        .await;
+        let token = app.token(&[GUILD_A]).await;
+        for (i, t) in decisions.iter().enumerate() {
+            let app_id = format!("app-{i}");
+            app.tdb
+                .insert_action(
+                    GUILD_A,
+                    "app_submitted",
+                    U,
+                    Some(U),
+                    Some(&app_id),
+                    t - 30,
+                    None,
+                )
+                .await;
+            app.tdb
+                .insert_action(GUILD_A, "approve", M, Some(U), Some(&app_id), *t, None)
+                .await;
+        }
+        let ts = get(&app, &token, "timeseries?window=7d&bucket=1h").await;
+        assert_eq!(
+            (total(&ts, "accept"), total(&ts, "submitted")),
+            (
+                decisions.iter().filter(|t| inside(**t)).count() as i64,
+                decisions.iter().filter(|t| inside(**t - 30)).count() as i64
+            ),
+            "on {}",
+            backend.name()
+        );
+        let lat = get(&app, &token, "latency?window=7d&bucket=1h").await;
+        let counted: i64 = lat["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(
+            counted,
+            decisions.iter().filter(|t| inside(**t)).count() as i64,
+            "on {}",
+            backend.name()
+        );
+        assert!(
+            lat["buckets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["count"] != 0)
+                .all(|b| b["avg_response_time_s"] == 30),
+            "{lat}"
         );
         app.finish().await;
     }
