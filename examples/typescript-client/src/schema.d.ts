@@ -14,8 +14,11 @@ export interface paths {
         /**
          * List the action log
          * @description Rows of one guild, newest first (by `created_at_s`, then `id`), with keyset pagination:
-         *     pass the reply's `next_cursor` as `cursor` to read the next, older page. Pages never skip
-         *     or repeat a row, even while new rows arrive.
+         *     pass the reply's `next_cursor` as `cursor` to read the next, older page. Pages never
+         *     repeat a row, and new rows, which sort above the first page, never shift the pages
+         *     after it. A row that commits late with an older time (the bot back-dating an action,
+         *     or concurrent writers on PostgreSQL) lands where its time sorts: on a page already
+         *     read, it shows on the next refresh; the live stream sends every row as it commits.
          */
         get: operations["listLogs"];
         put?: never;
@@ -688,7 +691,10 @@ export interface operations {
                 since?: string;
                 /** @description Keep rows at or before this time: Unix seconds or RFC 3339. */
                 until?: string;
-                /** @description Page size, 1 to 500 (default 50). */
+                /**
+                 * @description Page size, 1 to 500 (default 50; a host that embeds the API may change both in
+                 *     its `ApiSettings`).
+                 */
                 limit?: number;
                 /** @description `next_cursor` of the previous page. */
                 cursor?: string;
@@ -860,8 +866,8 @@ export interface operations {
             query: {
                 /** @description Guild to read (a snowflake). */
                 guild_id: string;
-                /** @description How far back to look: `7d`, `30d` or `90d` (default `30d`). */
-                window?: components["schemas"]["Window"];
+                /** @description How far back to look: `7d`, `30d` or `90d`. */
+                window?: components["schemas"]["Window"] & unknown;
                 /**
                  * @description `identity` attaches each moderator's `display_name` and `avatar_url` and adds a
                  *     `warnings` array (one entry per moderator that could not be resolved).
@@ -955,10 +961,10 @@ export interface operations {
             query: {
                 /** @description Guild to read (a snowflake). */
                 guild_id: string;
-                /** @description How far back to look: `7d`, `30d` or `90d` (default `7d`). */
-                window?: components["schemas"]["Window"];
-                /** @description Bucket width: `1h`, `6h` or `1d` (default `1h`). */
-                bucket?: components["schemas"]["Bucket"];
+                /** @description How far back to look: `7d`, `30d` or `90d`. */
+                window?: components["schemas"]["Window"] & unknown;
+                /** @description Bucket width: `1h`, `6h` or `1d`. */
+                bucket?: components["schemas"]["Bucket"] & unknown;
                 /** @description IANA time zone the buckets align to (default UTC), e.g. `America/New_York`. */
                 tz?: string;
             };
@@ -1049,10 +1055,10 @@ export interface operations {
             query: {
                 /** @description Guild to read (a snowflake). */
                 guild_id: string;
-                /** @description How far back to look: `7d`, `30d` or `90d` (default `7d`). */
-                window?: components["schemas"]["Window"];
-                /** @description Bucket width: `1h`, `6h` or `1d` (default `1h`). */
-                bucket?: components["schemas"]["Bucket"];
+                /** @description How far back to look: `7d`, `30d` or `90d`. */
+                window?: components["schemas"]["Window"] & unknown;
+                /** @description Bucket width: `1h`, `6h` or `1d`. */
+                bucket?: components["schemas"]["Bucket"] & unknown;
                 /** @description IANA time zone the buckets align to (default UTC), e.g. `America/New_York`. */
                 tz?: string;
             };

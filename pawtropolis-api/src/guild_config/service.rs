@@ -323,6 +323,12 @@ pub async fn apply_update(
         .await?;
         changed.push(field.to_owned());
     }
+    if changed.is_empty() {
+        // Nothing changed: the row inserted above only took the write lock. Undone, a guild
+        // that still has the defaults keeps `updated_at: null`.
+        txn.rollback().await?;
+        return Ok((load_config(db, guild_id).await?, changed));
+    }
     let after = db::query_one(&txn, select_sql(), vec![guild_id.as_str().into()])
         .await?
         .as_ref()

@@ -54,8 +54,11 @@ impl LogsApi {
     /// List the action log
     ///
     /// Rows of one guild, newest first (by `created_at_s`, then `id`), with keyset pagination:
-    /// pass the reply's `next_cursor` as `cursor` to read the next, older page. Pages never skip
-    /// or repeat a row, even while new rows arrive.
+    /// pass the reply's `next_cursor` as `cursor` to read the next, older page. Pages never
+    /// repeat a row, and new rows, which sort above the first page, never shift the pages
+    /// after it. A row that commits late with an older time (the bot back-dating an action,
+    /// or concurrent writers on PostgreSQL) lands where its time sorts: on a page already
+    /// read, it shows on the next refresh; the live stream sends every row as it commits.
     #[allow(clippy::too_many_arguments)]
     #[oai(path = "/logs", method = "get", operation_id = "listLogs")]
     async fn list(
@@ -77,7 +80,8 @@ impl LogsApi {
         since: Query<Option<String>>,
         /// Keep rows at or before this time: Unix seconds or RFC 3339.
         until: Query<Option<String>>,
-        /// Page size, 1 to 500 (default 50).
+        /// Page size, 1 to 500 (default 50; a host that embeds the API may change both in
+        /// its `ApiSettings`).
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,

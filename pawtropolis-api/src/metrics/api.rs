@@ -24,19 +24,33 @@ use crate::{
 /// Moderator metrics.
 pub(crate) struct MetricsApi;
 
-/// The chart parameters with their defaults (`7d`, `1h`, UTC), after the guild check.
+// Defaults of the contract, declared on the parameters so the OpenAPI document (and the
+// clients generated from it) carry them.
+fn window_7d() -> Window {
+    Window::Days7
+}
+
+fn window_30d() -> Window {
+    Window::Days30
+}
+
+fn bucket_1h() -> Bucket {
+    Bucket::Hour1
+}
+
+/// The chart parameters, after the guild check.
 fn chart_params(
     auth: &Auth,
     guild_id: Snowflake,
-    window: Option<Window>,
-    bucket: Option<Bucket>,
+    window: Window,
+    bucket: Bucket,
     tz: Option<&str>,
 ) -> Result<ChartParams, ApiError> {
     auth.principal().authorize(&guild_id)?;
     Ok(ChartParams {
         guild_id,
-        window: window.unwrap_or(Window::Days7),
-        bucket: bucket.unwrap_or(Bucket::Hour1),
+        window,
+        bucket,
         zone: Zone::parse(tz)?,
     })
 }
@@ -91,8 +105,9 @@ impl MetricsApi {
         state: Data<&SharedState>,
         /// Guild to read (a snowflake).
         guild_id: Query<Snowflake>,
-        /// How far back to look: `7d`, `30d` or `90d` (default `30d`).
-        window: Query<Option<Window>>,
+        /// How far back to look: `7d`, `30d` or `90d`.
+        #[oai(default = "window_30d")]
+        window: Query<Window>,
         /// `identity` attaches each moderator's `display_name` and `avatar_url` and adds a
         /// `warnings` array (one entry per moderator that could not be resolved).
         expand: Query<Option<Expand>>,
@@ -102,7 +117,7 @@ impl MetricsApi {
     ) -> Result<Cacheable<MetricsSummary>, ApiError> {
         let guild_id = guild_id.0;
         auth.principal().authorize(&guild_id)?;
-        let window = window.0.unwrap_or(Window::Days30);
+        let window = window.0;
         let expand = expand.0;
         let key = format!("summary:{guild_id}:{}:{expand:?}", window.as_str());
         cached(&state, key, if_none_match.0.as_deref(), || async {
@@ -146,10 +161,12 @@ impl MetricsApi {
         state: Data<&SharedState>,
         /// Guild to read (a snowflake).
         guild_id: Query<Snowflake>,
-        /// How far back to look: `7d`, `30d` or `90d` (default `7d`).
-        window: Query<Option<Window>>,
-        /// Bucket width: `1h`, `6h` or `1d` (default `1h`).
-        bucket: Query<Option<Bucket>>,
+        /// How far back to look: `7d`, `30d` or `90d`.
+        #[oai(default = "window_7d")]
+        window: Query<Window>,
+        /// Bucket width: `1h`, `6h` or `1d`.
+        #[oai(default = "bucket_1h")]
+        bucket: Query<Bucket>,
         /// IANA time zone the buckets align to (default UTC), e.g. `America/New_York`.
         tz: Query<Option<String>>,
         /// An `ETag` from an earlier reply; answers 304 when unchanged.
@@ -188,10 +205,12 @@ impl MetricsApi {
         state: Data<&SharedState>,
         /// Guild to read (a snowflake).
         guild_id: Query<Snowflake>,
-        /// How far back to look: `7d`, `30d` or `90d` (default `7d`).
-        window: Query<Option<Window>>,
-        /// Bucket width: `1h`, `6h` or `1d` (default `1h`).
-        bucket: Query<Option<Bucket>>,
+        /// How far back to look: `7d`, `30d` or `90d`.
+        #[oai(default = "window_7d")]
+        window: Query<Window>,
+        /// Bucket width: `1h`, `6h` or `1d`.
+        #[oai(default = "bucket_1h")]
+        bucket: Query<Bucket>,
         /// IANA time zone the buckets align to (default UTC), e.g. `America/New_York`.
         tz: Query<Option<String>>,
         /// An `ETag` from an earlier reply; answers 304 when unchanged.

@@ -16,6 +16,23 @@ async fn read_update_and_audit() {
         let url = format!("{}/api/config?guild_id={GUILD_A}", app.base);
         let put =
             |body: serde_json::Value| app.client.put(&url).bearer_auth(&token).json(&body).send();
+        // Setting a default to itself changes nothing: the guild still has the defaults.
+        let body: serde_json::Value = put(json!({"reapply_cooldown_hours": 24}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["changed"], json!([]));
+        assert_eq!(
+            body["config"]["updated_at"],
+            serde_json::Value::Null,
+            "{body}"
+        );
+        let (_, cfg) = app
+            .get_json(&format!("/api/config?guild_id={GUILD_A}"), &token)
+            .await;
+        assert_eq!(cfg["updated_at"], serde_json::Value::Null, "{cfg}");
         let resp =
             put(json!({"reviewer_role_id": "900000000000000001", "reapply_cooldown_hours": 48}))
                 .await

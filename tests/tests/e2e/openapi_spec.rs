@@ -51,6 +51,28 @@ async fn served_document_is_complete() {
             }
         }
     }
+    // The contract's defaults are in the document, where generated clients see them.
+    let default_of = |path: &str, name: &str| {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"]["default"].clone())
+    };
+    for (path, name, default) in [
+        ("/api/metrics", "window", "30d"),
+        ("/api/metrics/timeseries", "window", "7d"),
+        ("/api/metrics/timeseries", "bucket", "1h"),
+        ("/api/metrics/latency", "window", "7d"),
+        ("/api/metrics/latency", "bucket", "1h"),
+    ] {
+        assert_eq!(
+            default_of(path, name),
+            Some(serde_json::json!(default)),
+            "{path} {name}"
+        );
+    }
     for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
         for (prop, v) in schema["properties"].as_object().into_iter().flatten() {
             let described = v["description"].as_str().is_some_and(|s| !s.is_empty())
