@@ -32,6 +32,16 @@ pub(crate) struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() == DbBackend::Sqlite {
+            // Write first, read after: this (no-op) write takes SQLite's write lock, waiting
+            // out the bot's writes. Had the transaction read first, a bot commit between the
+            // read and the first ALTER would fail it at once (SQLITE_BUSY_SNAPSHOT: a read
+            // snapshot cannot become a writer after another one wrote).
+            manager
+                .get_connection()
+                .execute_unprepared("UPDATE config_audit_log SET id = id WHERE 0")
+                .await?;
+        }
         if is_first_api_layout(manager).await? {
             match manager.get_database_backend() {
                 DbBackend::Postgres => convert_in_place(manager).await?,
