@@ -172,7 +172,9 @@ impl PawtropolisApiBuilder {
     /// rate limiter reports them (install [`DiscordRateLimits::callback`] on its `Ratelimiter`,
     /// or call [`DiscordRateLimits::record`] from `EventHandler::ratelimit`). With them, a
     /// long wait makes lookups answer `rate_limited` at once instead of each waiting out the
-    /// Discord timeout.
+    /// Discord timeout. They go to the default identity source only: with
+    /// [`identity_source`](Self::identity_source), pass them to your source instead
+    /// ([`SerenityHttpSource::with_rate_limits`]).
     pub fn discord_rate_limits(mut self, limits: Arc<DiscordRateLimits>) -> Self {
         self.discord_limits = Some(limits);
         self
@@ -181,7 +183,8 @@ impl PawtropolisApiBuilder {
     /// Where identities come from when the database cache cannot answer. Default: Discord
     /// through the [`discord_http`](Self::discord_http) client, when one is given. A bot passes
     /// `identity::SerenityCacheSource` (feature `serenity-cache`) to answer from its gateway
-    /// cache first.
+    /// cache first. This replaces the default source whole, including the
+    /// [`discord_rate_limits`](Self::discord_rate_limits) given to it.
     pub fn identity_source(mut self, source: Arc<dyn IdentitySource>) -> Self {
         self.identity_source = Some(source);
         self

@@ -131,7 +131,8 @@ pub fn row_for(guild_id: u64, identity: &DiscordIdentity, now_s: i64) -> CachedI
 
 /// Writes what Discord said about a user, replacing the guild's earlier row. The profile
 /// columns the bot fills (`banner_url`, `accent_color`, `joined_at`) keep their value when this
-/// lookup did not see them: a member lookup carries no banner, a user lookup no join date.
+/// lookup did not see them: a member lookup carries no banner, a user lookup no join date. A
+/// user lookup's banner and accent colour replace the stored ones even when they are gone.
 pub async fn upsert(
     db: &impl ConnectionTrait,
     guild_id: u64,
@@ -148,8 +149,10 @@ pub async fn upsert(
            global_name = excluded.global_name, display_name = excluded.display_name, \
            avatar_hash = excluded.avatar_hash, avatar_url = excluded.avatar_url, \
            updated_at = excluded.updated_at, \
-           banner_url = COALESCE(excluded.banner_url, user_cache.banner_url), \
-           accent_color = COALESCE(excluded.accent_color, user_cache.accent_color), \
+           banner_url = CASE WHEN $12 THEN excluded.banner_url \
+             ELSE COALESCE(excluded.banner_url, user_cache.banner_url) END, \
+           accent_color = CASE WHEN $12 THEN excluded.accent_color \
+             ELSE COALESCE(excluded.accent_color, user_cache.accent_color) END, \
            joined_at = COALESCE(excluded.joined_at, user_cache.joined_at)",
         vec![
             row.user_id.clone().into(),
@@ -163,6 +166,7 @@ pub async fn upsert(
             identity.banner_url.clone().into(),
             identity.accent_color.into(),
             identity.joined_at.into(),
+            identity.full_profile.into(),
         ],
     )
     .await?;

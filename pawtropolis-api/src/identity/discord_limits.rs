@@ -5,7 +5,9 @@
 //! and so would every lookup after it. serenity reports each wait to a callback
 //! ([`Ratelimiter::set_ratelimit_callback`](serenity::http::Ratelimiter::set_ratelimit_callback),
 //! or `EventHandler::ratelimit` for a bot's own client); a wait recorded here makes later
-//! lookups answer `rate_limited` at once, so the resolver backs off for exactly that long.
+//! lookups on the held route answer `rate_limited` at once, for exactly that long: one guild's
+//! member lookups, every guild's lookups of non-members (the user route), or everything (a
+//! global limit).
 
 use std::{
     collections::HashMap,
@@ -18,8 +20,8 @@ use serenity::http::RatelimitInfo;
 /// Most guilds whose waits are remembered at once (a wait is forgotten when it ends).
 const MAX_GUILDS: usize = 10_000;
 
-/// Waits serenity announced, by guild (member lookups) and for the whole bot (global limits,
-/// user lookups).
+/// Waits serenity announced: for the whole bot (global limits), for the user route (lookups
+/// of non-members, whatever the guild) and per guild (member lookups).
 #[derive(Debug)]
 pub struct DiscordRateLimits {
     /// Waits shorter than this are serenity pacing requests, which a lookup sits out within
@@ -30,8 +32,18 @@ pub struct DiscordRateLimits {
 
 #[derive(Debug, Default)]
 struct Waits {
-    everything: Option<Instant>,
+    global: Option<Instant>,
+    users: Option<Instant>,
     guilds: HashMap<u64, Instant>,
+}
+
+fn later(current: Option<Instant>, until: Instant) -> Option<Instant> {
+    Some(current.map_or(until, |t| t.max(until)))
+}
+
+fn left(until: Option<Instant>) -> Option<Duration> {
+    let now = Instant::now();
+    until.filter(|t| *t > now).map(|t| t - now)
 }
 
 impl DiscordRateLimits {
@@ -51,44 +63,45 @@ impl DiscordRateLimits {
     }
 
     /// Records that requests to `url` (a Discord API URL), or to every route when `global`,
-    /// must wait `wait`.
+    /// must wait `wait`. Routes other than the two lookups (a bot's messages, say) have
+    /// buckets of their own and are ignored unless the limit is global.
     pub fn record_wait(&self, url: &str, wait: Duration, global: bool) {
         if wait < self.min_wait {
             return;
         }
-        let guild = member_route_guild(url);
-        // Other routes (a bot's messages, say) have buckets of their own.
-        if !global && guild.is_none() && !is_user_route(url) {
-            return;
-        }
         let until = Instant::now() + wait;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match guild {
-            Some(guild) if !global => {
-                if state.guilds.len() >= MAX_GUILDS {
-                    let now = Instant::now();
-                    state.guilds.retain(|_, t| *t > now);
-                }
-                if state.guilds.len() < MAX_GUILDS {
-                    let entry = state.guilds.entry(guild).or_insert(until);
-                    *entry = (*entry).max(until);
-                }
+        if global {
+            state.global = later(state.global, until);
+        } else if let Some(guild) = member_route_guild(url) {
+            if state.guilds.len() >= MAX_GUILDS {
+                let now = Instant::now();
+                state.guilds.retain(|_, t| *t > now);
             }
-            // A global limit, or the user route (the fallback of every guild's lookups).
-            _ => state.everything = Some(state.everything.map_or(until, |t| t.max(until))),
+            if state.guilds.len() < MAX_GUILDS {
+                let entry = state.guilds.entry(guild).or_insert(until);
+                *entry = (*entry).max(until);
+            }
+        } else if is_user_route(url) {
+            state.users = later(state.users, until);
         }
     }
 
-    /// How long a member lookup in `guild_id` would wait now, if it is worth refusing.
-    pub fn wait(&self, guild_id: u64) -> Option<Duration> {
+    /// What is left of a global limit, which holds every request.
+    pub fn global_wait(&self) -> Option<Duration> {
+        left(self.state.lock().unwrap_or_else(|p| p.into_inner()).global)
+    }
+
+    /// What is left of a limit on `guild_id`'s member lookups (global limits aside).
+    pub fn member_wait(&self, guild_id: u64) -> Option<Duration> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        [state.everything, state.guilds.get(&guild_id).copied()]
-            .into_iter()
-            .flatten()
-            .filter(|until| *until > now)
-            .max()
-            .map(|until| until - now)
+        left(state.guilds.get(&guild_id).copied())
+    }
+
+    /// What is left of a limit on user lookups (global limits aside), the route every guild's
+    /// non-members are looked up on.
+    pub fn user_wait(&self) -> Option<Duration> {
+        left(self.state.lock().unwrap_or_else(|p| p.into_inner()).users)
     }
 
     /// A callback for [`Ratelimiter::set_ratelimit_callback`](serenity::http::Ratelimiter::set_ratelimit_callback).
@@ -100,22 +113,33 @@ impl DiscordRateLimits {
     }
 }
 
-/// The guild of a `…/guilds/{guild}/members/{user}` request (serenity reports full URLs).
-fn member_route_guild(path: &str) -> Option<u64> {
+/// The path of a Discord API URL, without its query.
+fn route(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The guild of a `…/guilds/{guild}/members/{user}` request, the member lookup, and of no
+/// other member route (`/members/search`, `/members/@me`, `/members/{user}/roles/{role}` have
+/// buckets of their own). serenity reports full URLs.
+fn member_route_guild(url: &str) -> Option<u64> {
+    let path = route(url);
     let rest = &path[path.find("/guilds/")? + "/guilds/".len()..];
-    let (guild, rest) = rest.split_once('/')?;
-    rest.starts_with("members/")
+    let mut parts = rest.split('/');
+    let (guild, members, user) = (parts.next()?, parts.next()?, parts.next()?);
+    (members == "members" && is_id(user) && parts.next().is_none())
         .then(|| guild.parse().ok())
         .flatten()
 }
 
 /// A `…/users/{user}` request, the lookup of a user who is not a member.
-fn is_user_route(path: &str) -> bool {
-    path.rfind("/users/").is_some_and(|i| {
-        path[i + "/users/".len()..]
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-    })
+fn is_user_route(url: &str) -> bool {
+    let path = route(url);
+    path.rfind("/users/")
+        .is_some_and(|i| is_id(&path[i + "/users/".len()..]))
 }
 
 #[cfg(test)]
@@ -123,61 +147,69 @@ fn is_user_route(path: &str) -> bool {
 mod tests {
     use super::*;
 
+    const MEMBER: &str = "https://discord.com/api/v10/guilds/111/members/222";
+
     #[test]
     fn member_waits_are_per_guild_and_short_ones_are_ignored() {
         let limits = DiscordRateLimits::new(Duration::from_secs(5));
-        limits.record_wait(
-            "https://discord.com/api/v10/guilds/111/members/222",
-            Duration::from_secs(1),
-            false,
+        limits.record_wait(MEMBER, Duration::from_secs(1), false);
+        assert_eq!(
+            limits.member_wait(111),
+            None,
+            "pacing is serenity's to sit out"
         );
-        assert_eq!(limits.wait(111), None, "pacing is serenity's to sit out");
-        limits.record_wait(
-            "https://discord.com/api/v10/guilds/111/members/222",
-            Duration::from_secs(30),
-            false,
-        );
-        assert!(limits.wait(111).unwrap() > Duration::from_secs(29));
-        assert_eq!(limits.wait(333), None);
+        limits.record_wait(MEMBER, Duration::from_secs(30), false);
+        assert!(limits.member_wait(111).unwrap() > Duration::from_secs(29));
+        assert_eq!(limits.member_wait(333), None, "other guilds are not held");
+        assert_eq!(limits.user_wait(), None);
+        assert_eq!(limits.global_wait(), None);
+    }
+
+    #[test]
+    fn a_user_route_wait_holds_user_lookups_only() {
+        let limits = DiscordRateLimits::new(Duration::from_secs(5));
         limits.record_wait(
             "https://discord.com/api/v10/users/222",
             Duration::from_secs(60),
             false,
         );
-        assert!(limits.wait(333).unwrap() > Duration::from_secs(59));
+        assert!(limits.user_wait().unwrap() > Duration::from_secs(59));
+        assert_eq!(limits.member_wait(111), None);
+        assert_eq!(limits.global_wait(), None);
     }
 
     #[test]
     fn other_routes_do_not_hold_lookups() {
         let limits = DiscordRateLimits::new(Duration::from_secs(5));
-        limits.record_wait(
+        for url in [
             "https://discord.com/api/v10/channels/5/messages",
-            Duration::from_secs(60),
-            false,
-        );
-        limits.record_wait(
             "https://discord.com/api/v10/users/@me/guilds",
-            Duration::from_secs(60),
-            false,
-        );
-        assert_eq!(limits.wait(111), None);
+            "https://discord.com/api/v10/users/@me",
+            "https://discord.com/api/v10/guilds/111/members/222/roles/333",
+            "https://discord.com/api/v10/guilds/111/members/search?query=a",
+            "https://discord.com/api/v10/guilds/111/members/@me",
+            "https://discord.com/api/v10/guilds/111/members",
+        ] {
+            limits.record_wait(url, Duration::from_secs(60), false);
+            assert_eq!(limits.member_wait(111), None, "{url}");
+            assert_eq!(limits.user_wait(), None, "{url}");
+            assert_eq!(limits.global_wait(), None, "{url}");
+        }
     }
 
     #[test]
-    fn a_global_limit_holds_every_guild() {
+    fn a_global_limit_is_kept_apart() {
         let limits = DiscordRateLimits::new(Duration::from_secs(5));
-        limits.record_wait(
-            "https://discord.com/api/v10/guilds/111/members/222",
-            Duration::from_secs(10),
-            true,
-        );
-        assert!(limits.wait(999).is_some());
+        limits.record_wait(MEMBER, Duration::from_secs(10), true);
+        assert!(limits.global_wait().is_some());
+        assert_eq!(limits.member_wait(111), None);
     }
 
     #[test]
     fn routes() {
+        assert_eq!(member_route_guild(MEMBER), Some(111));
         assert_eq!(
-            member_route_guild("https://discord.com/api/v10/guilds/42/members/7"),
+            member_route_guild("https://discord.com/api/v10/guilds/42/members/7?x=1"),
             Some(42)
         );
         assert_eq!(
@@ -185,5 +217,7 @@ mod tests {
             None
         );
         assert_eq!(member_route_guild("/users/7"), None);
+        assert!(is_user_route("https://discord.com/api/v10/users/7"));
+        assert!(!is_user_route("https://discord.com/api/v10/users/"));
     }
 }

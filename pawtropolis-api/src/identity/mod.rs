@@ -17,4 +17,4 @@ pub use ratelimit::{RateDecision, ResolveRateLimiter};
 pub use resolver::{IdentityOrigin, IdentityResolver, MAX_IDS, Resolution, ResolvedUser};
 #[cfg(feature = "serenity-cache")]
 pub use source::SerenityCacheSource;
-pub use source::{DiscordIdentity, FetchError, IdentitySource, SerenityHttpSource};
+pub use source::{DiscordIdentity, FetchError, IdentitySource, RateLimitScope, SerenityHttpSource};

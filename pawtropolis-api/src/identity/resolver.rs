@@ -20,7 +20,7 @@ use super::{
     avatar,
     cache::{self, CachedIdentity},
     memory::Lru,
-    source::{FetchError, IdentitySource},
+    source::{DiscordIdentity, FetchError, IdentitySource, RateLimitScope},
 };
 use crate::{
     clock::Clock, error::ApiError, payload::Warning, settings::ApiSettings, snowflake::Snowflake,
@@ -90,12 +90,12 @@ pub struct IdentityResolver {
     ttl_secs: i64,
     negative_ttl_secs: i64,
     timeout: Duration,
-    backoff: Duration,
+    backoff_for: Duration,
     concurrency: usize,
     permits: Semaphore,
     negative: Mutex<HashMap<Key, i64>>,
     inflight: Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
-    backoff_until: Mutex<Option<Instant>>,
+    backoff: Mutex<Backoff>,
     /// Copies of `user_cache` rows this process read or wrote: fresh ones answer without a
     /// database round trip.
     hot: Lru<Key, CachedIdentity>,
@@ -106,6 +106,51 @@ const HOT_CAPACITY: usize = 50_000;
 
 /// Bound on the negative cache; expired entries are swept when it is reached.
 const MAX_NEGATIVE: usize = 100_000;
+
+/// Most guilds backed off at once; past that (after sweeping ended waits) everything is.
+const MAX_BACKOFF_GUILDS: usize = 10_000;
+
+/// Until when Discord lookups are held after a rate limit: all of them, or one guild's.
+#[derive(Debug, Default)]
+struct Backoff {
+    all: Option<Instant>,
+    guilds: HashMap<u64, Instant>,
+}
+
+impl Backoff {
+    /// What is left of the wait that holds lookups in guild `g`.
+    fn left(&self, g: u64) -> Option<Duration> {
+        let now = Instant::now();
+        [self.all, self.guilds.get(&g).copied()]
+            .into_iter()
+            .flatten()
+            .filter(|until| *until > now)
+            .max()
+            .map(|until| until - now)
+    }
+
+    fn hold(&mut self, g: u64, scope: RateLimitScope, wait: Duration) {
+        let until = Instant::now() + wait;
+        let later = |t: Option<Instant>| Some(t.map_or(until, |t| t.max(until)));
+        match scope {
+            // The source refuses that route itself.
+            RateLimitScope::Lookup => {}
+            RateLimitScope::Guild => {
+                if self.guilds.len() >= MAX_BACKOFF_GUILDS {
+                    let now = Instant::now();
+                    self.guilds.retain(|_, t| *t > now);
+                }
+                if self.guilds.len() < MAX_BACKOFF_GUILDS {
+                    let entry = self.guilds.entry(g).or_insert(until);
+                    *entry = (*entry).max(until);
+                } else {
+                    self.all = later(self.all);
+                }
+            }
+            RateLimitScope::Global => self.all = later(self.all),
+        }
+    }
+}
 
 fn fallback(id: &Snowflake) -> ResolvedUser {
     let s = id.as_str();
@@ -161,12 +206,12 @@ impl IdentityResolver {
             ttl_secs: i64::try_from(settings.user_cache_ttl_secs).unwrap_or(i64::MAX),
             negative_ttl_secs: i64::try_from(settings.negative_cache_ttl_secs).unwrap_or(i64::MAX),
             timeout: settings.discord_timeout,
-            backoff: settings.discord_backoff,
+            backoff_for: settings.discord_backoff,
             concurrency,
             permits: Semaphore::new(concurrency),
             negative: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
-            backoff_until: Mutex::new(None),
+            backoff: Mutex::new(Backoff::default()),
             hot: Lru::new(HOT_CAPACITY),
         }
     }
@@ -396,11 +441,19 @@ impl IdentityResolver {
         if self.negatively_cached((g, u), now) {
             return Err(FetchError::NotFound);
         }
-        if let Some(until) = *self.backoff_until.lock().unwrap_or_else(|p| p.into_inner())
-            && Instant::now() < until
-        {
+        // A member in the bot's gateway cache needs no request, rate limited or not.
+        if let Some(identity) = source.fetch_local(g, u) {
+            return Ok((self.store(g, u, &identity).await, IdentityOrigin::Discord));
+        }
+        let held = self
+            .backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .left(g);
+        if let Some(wait) = held {
             return Err(FetchError::RateLimited {
-                retry_after: Some(until - Instant::now()),
+                retry_after: Some(wait),
+                scope: RateLimitScope::Lookup,
             });
         }
         let Ok(_permit) = self.permits.acquire().await else {
@@ -415,14 +468,18 @@ impl IdentityResolver {
         };
         match &fetched {
             Err(FetchError::NotFound) => self.remember_not_found((g, u)),
-            Err(FetchError::RateLimited { retry_after }) => {
-                let wait = retry_after.unwrap_or(self.backoff);
+            Err(FetchError::RateLimited { retry_after, scope }) => {
+                let wait = retry_after.unwrap_or(self.backoff_for);
                 tracing::warn!(
                     wait_ms = wait.as_millis() as u64,
+                    ?scope,
+                    guild_id = g,
                     "Discord rate limited identity lookups; backing off"
                 );
-                *self.backoff_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Instant::now() + wait);
+                self.backoff
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .hold(g, *scope, wait);
             }
             Err(FetchError::Unavailable(reason)) => {
                 tracing::warn!(%reason, guild_id = g, user_id = u, "Discord lookup failed");
@@ -430,8 +487,13 @@ impl IdentityResolver {
             Ok(_) => {}
         }
         let identity = fetched?;
+        Ok((self.store(g, u, &identity).await, IdentityOrigin::Discord))
+    }
+
+    /// Writes a looked-up identity to `user_cache` (and memory) and gives the row.
+    async fn store(&self, g: u64, u: u64, identity: &DiscordIdentity) -> CachedIdentity {
         let now = self.clock.now_s();
-        let row = match cache::upsert(&self.db, g, &identity, now).await {
+        match cache::upsert(&self.db, g, identity, now).await {
             Ok(row) => {
                 self.hot.put((g, u), row.clone());
                 row
@@ -439,10 +501,9 @@ impl IdentityResolver {
             Err(e) => {
                 // The answer is still good; only the next request pays for the failed write.
                 tracing::warn!(error = %e, user_id = u, "could not write user_cache");
-                cache::row_for(g, &identity, now)
+                cache::row_for(g, identity, now)
             }
-        };
-        Ok((row, IdentityOrigin::Discord))
+        }
     }
 }
 
@@ -490,8 +551,7 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_lookup_that_times_out_leaves_nothing_in_flight() {
+    async fn user_cache_db() -> DatabaseConnection {
         let db = db::connect("sqlite::memory:", 1).await.unwrap();
         db::execute(
             &db,
@@ -503,6 +563,158 @@ mod tests {
         )
         .await
         .unwrap();
+        db
+    }
+
+    fn identity(user_id: u64) -> DiscordIdentity {
+        DiscordIdentity {
+            user_id,
+            username: format!("user{user_id}"),
+            global_name: None,
+            nick: None,
+            user_avatar: None,
+            member_avatar: None,
+            discriminator: None,
+            banner_url: None,
+            accent_color: None,
+            joined_at: None,
+            full_profile: false,
+        }
+    }
+
+    /// Discord rate limiting one guild's lookups (with the given scope); a gateway cache holding
+    /// `local`; counts the lookups that reach it.
+    struct Limited {
+        guild: u64,
+        scope: RateLimitScope,
+        local: Option<u64>,
+        calls: Mutex<Vec<(u64, u64)>>,
+    }
+
+    #[async_trait]
+    impl IdentitySource for Limited {
+        async fn fetch(&self, g: u64, u: u64) -> Result<DiscordIdentity, FetchError> {
+            self.calls.lock().unwrap().push((g, u));
+            if g == self.guild {
+                return Err(FetchError::RateLimited {
+                    retry_after: Some(Duration::from_secs(60)),
+                    scope: self.scope,
+                });
+            }
+            Ok(identity(u))
+        }
+
+        fn fetch_local(&self, _: u64, u: u64) -> Option<DiscordIdentity> {
+            (Some(u) == self.local).then(|| identity(u))
+        }
+    }
+
+    const A: &str = "111111111111111111";
+    const B: &str = "222222222222222222";
+
+    fn ids(from: u64, n: u64) -> Vec<Snowflake> {
+        (from..from + n)
+            .map(|i| Snowflake::parse("ids", &i.to_string()).unwrap())
+            .collect()
+    }
+
+    async fn limited_resolver(
+        scope: RateLimitScope,
+        local: Option<u64>,
+    ) -> (IdentityResolver, Arc<Limited>) {
+        let source = Arc::new(Limited {
+            guild: A.parse().unwrap(),
+            scope,
+            local,
+            calls: Mutex::new(Vec::new()),
+        });
+        let resolver = IdentityResolver::new(
+            user_cache_db().await,
+            Some(source.clone()),
+            Arc::new(ManualClock::new(1_761_004_800)),
+            &ApiSettings::default(),
+        );
+        (resolver, source)
+    }
+
+    #[tokio::test]
+    async fn a_guild_rate_limit_holds_that_guild_only() {
+        let (resolver, source) = limited_resolver(RateLimitScope::Guild, None).await;
+        let (a, b) = (
+            Snowflake::parse("guild_id", A).unwrap(),
+            Snowflake::parse("guild_id", B).unwrap(),
+        );
+        let first = resolver
+            .resolve_users(&a, &ids(697_169_405_422_862_417, 1))
+            .await
+            .unwrap();
+        assert_eq!(first.warnings[0].code, "rate_limited");
+        let held = resolver
+            .resolve_users(&a, &ids(697_169_405_422_862_418, 3))
+            .await
+            .unwrap();
+        assert!(held.warnings.iter().all(|w| w.code == "rate_limited"));
+        assert_eq!(source.calls.lock().unwrap().len(), 1, "guild A is held");
+        let other = resolver
+            .resolve_users(&b, &ids(697_169_405_422_862_417, 3))
+            .await
+            .unwrap();
+        assert!(other.warnings.is_empty(), "{other:?}");
+        assert!(
+            other
+                .users
+                .iter()
+                .all(|u| u.source == IdentityOrigin::Discord)
+        );
+        assert_eq!(source.calls.lock().unwrap().len(), 4, "guild B is asked");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_scoped_limit_holds_nothing_and_a_global_one_everything() {
+        let (a, b) = (
+            Snowflake::parse("guild_id", A).unwrap(),
+            Snowflake::parse("guild_id", B).unwrap(),
+        );
+        let (resolver, source) = limited_resolver(RateLimitScope::Lookup, None).await;
+        for _ in 0..2 {
+            resolver
+                .resolve_users(&a, &ids(697_169_405_422_862_417, 1))
+                .await
+                .unwrap();
+        }
+        assert_eq!(source.calls.lock().unwrap().len(), 2, "the source decides");
+
+        let (resolver, source) = limited_resolver(RateLimitScope::Global, None).await;
+        resolver
+            .resolve_users(&a, &ids(697_169_405_422_862_417, 1))
+            .await
+            .unwrap();
+        let other = resolver
+            .resolve_users(&b, &ids(697_169_405_422_862_417, 1))
+            .await
+            .unwrap();
+        assert_eq!(other.warnings[0].code, "rate_limited");
+        assert_eq!(source.calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_gateway_cache_answers_while_backing_off() {
+        let cached = 697_169_405_422_862_499;
+        let (resolver, source) = limited_resolver(RateLimitScope::Global, Some(cached)).await;
+        let a = Snowflake::parse("guild_id", A).unwrap();
+        resolver
+            .resolve_users(&a, &ids(697_169_405_422_862_417, 1))
+            .await
+            .unwrap();
+        let answered = resolver.resolve_users(&a, &ids(cached, 1)).await.unwrap();
+        assert!(answered.warnings.is_empty(), "{answered:?}");
+        assert_eq!(answered.users[0].username, format!("user{cached}"));
+        assert_eq!(source.calls.lock().unwrap().len(), 1, "no request for it");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_times_out_leaves_nothing_in_flight() {
+        let db = user_cache_db().await;
         let settings = ApiSettings {
             discord_timeout: Duration::from_millis(50),
             ..ApiSettings::default()

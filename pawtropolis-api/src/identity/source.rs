@@ -33,6 +33,10 @@ pub struct DiscordIdentity {
     pub accent_color: Option<i64>,
     /// When the user joined the guild (Unix seconds), while a member.
     pub joined_at: Option<i64>,
+    /// Whether this came from the user's own profile (a user lookup), which is authoritative
+    /// for `banner_url` and `accent_color`: `None` there means the user has none. A member
+    /// lookup carries neither, so the stored values are kept.
+    pub full_profile: bool,
 }
 
 /// Why a lookup gave no identity.
@@ -44,9 +48,23 @@ pub enum FetchError {
     RateLimited {
         /// How long Discord asked us to wait.
         retry_after: Option<Duration>,
+        /// Which lookups the limit holds, so the resolver holds no more than those.
+        scope: RateLimitScope,
     },
     /// Discord failed, timed out or could not be reached.
     Unavailable(String),
+}
+
+/// Which lookups a rate limit holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitScope {
+    /// This lookup's route only, and the source itself refuses lookups on it while the wait
+    /// lasts (without asking Discord): the resolver holds nothing.
+    Lookup,
+    /// Every lookup in this guild.
+    Guild,
+    /// Every lookup: a global limit, or a 429 whose bucket is unknown.
+    Global,
 }
 
 /// A source of Discord identities. The library ships one over serenity's HTTP client and, with
@@ -56,6 +74,12 @@ pub trait IdentitySource: Send + Sync + 'static {
     /// Looks `user_id` up as seen in `guild_id`: the guild member when they are one (so their
     /// nickname and member avatar count), else the plain user.
     async fn fetch(&self, guild_id: u64, user_id: u64) -> Result<DiscordIdentity, FetchError>;
+
+    /// The identity when the source has it at hand without a network call (a bot's gateway
+    /// cache). The resolver asks this even while it backs off from Discord.
+    fn fetch_local(&self, _guild_id: u64, _user_id: u64) -> Option<DiscordIdentity> {
+        None
+    }
 }
 
 /// Identities from Discord's REST API through serenity's [`Http`].
@@ -100,8 +124,12 @@ fn to_fetch_error(f: Failure) -> FetchError {
         // serenity's error response drops the body's `retry_after`; the resolver then backs off
         // for its configured time. With serenity's own rate limiter (on in production) a 429
         // never gets here: the limiter waits instead, and reports the wait to
-        // `DiscordRateLimits`.
-        Failure::Status(429) => FetchError::RateLimited { retry_after: None },
+        // `DiscordRateLimits`. Its bucket is unknown (the response's `global` is dropped too):
+        // back off everything.
+        Failure::Status(429) => FetchError::RateLimited {
+            retry_after: None,
+            scope: RateLimitScope::Global,
+        },
         Failure::Status(s) => FetchError::Unavailable(format!("Discord answered HTTP {s}")),
         Failure::Other(e) => FetchError::Unavailable(e),
     }
@@ -132,16 +160,25 @@ pub fn identity_from_user(
         }),
         accent_color: user.accent_colour.map(|c| i64::from(c.0)),
         joined_at,
+        full_profile: false,
     }
 }
 
 #[async_trait]
 impl IdentitySource for SerenityHttpSource {
     async fn fetch(&self, guild_id: u64, user_id: u64) -> Result<DiscordIdentity, FetchError> {
-        if let Some(wait) = self.limits.as_ref().and_then(|l| l.wait(guild_id)) {
-            return Err(FetchError::RateLimited {
+        let limits = self.limits.as_deref();
+        let held = |wait: Option<Duration>, scope| {
+            wait.map(|wait| FetchError::RateLimited {
                 retry_after: Some(wait),
-            });
+                scope,
+            })
+        };
+        if let Some(err) = limits.and_then(|l| {
+            held(l.global_wait(), RateLimitScope::Global)
+                .or_else(|| held(l.member_wait(guild_id), RateLimitScope::Guild))
+        }) {
+            return Err(err);
         }
         let (g, u) = (GuildId::new(guild_id.max(1)), UserId::new(user_id.max(1)));
         match self.http.get_member(g, u).await {
@@ -160,8 +197,15 @@ impl IdentitySource for SerenityHttpSource {
                 other => return Err(to_fetch_error(other)),
             },
         }
+        // Members of every guild still resolve while the user route is held.
+        if let Some(err) = limits.and_then(|l| held(l.user_wait(), RateLimitScope::Lookup)) {
+            return Err(err);
+        }
         match self.http.get_user(u).await {
-            Ok(user) => Ok(identity_from_user(&user, None, None, None)),
+            Ok(user) => Ok(DiscordIdentity {
+                full_profile: true,
+                ..identity_from_user(&user, None, None, None)
+            }),
             Err(e) => Err(to_fetch_error(classify(&e))),
         }
     }
@@ -187,23 +231,21 @@ impl<S: IdentitySource> SerenityCacheSource<S> {
 #[async_trait]
 impl<S: IdentitySource> IdentitySource for SerenityCacheSource<S> {
     async fn fetch(&self, guild_id: u64, user_id: u64) -> Result<DiscordIdentity, FetchError> {
-        let cached = self
-            .cache
-            .guild(GuildId::new(guild_id.max(1)))
-            .and_then(|guild| {
-                guild.members.get(&UserId::new(user_id.max(1))).map(|m| {
-                    identity_from_user(
-                        &m.user,
-                        m.nick.clone(),
-                        m.avatar.map(|h| h.to_string()),
-                        m.joined_at.map(|t| t.unix_timestamp()),
-                    )
-                })
-            });
-        match cached {
+        match self.fetch_local(guild_id, user_id) {
             Some(identity) => Ok(identity),
             None => self.fallback.fetch(guild_id, user_id).await,
         }
+    }
+
+    fn fetch_local(&self, guild_id: u64, user_id: u64) -> Option<DiscordIdentity> {
+        let guild = self.cache.guild(GuildId::new(guild_id.max(1)))?;
+        let m = guild.members.get(&UserId::new(user_id.max(1)))?;
+        Some(identity_from_user(
+            &m.user,
+            m.nick.clone(),
+            m.avatar.map(|h| h.to_string()),
+            m.joined_at.map(|t| t.unix_timestamp()),
+        ))
     }
 }
 
@@ -242,6 +284,7 @@ mod tests {
         {
             Err(FetchError::RateLimited {
                 retry_after: Some(wait),
+                scope: RateLimitScope::Guild,
             }) => assert!(wait > Duration::from_secs(29), "{wait:?}"),
             other => panic!("expected rate_limited, got {other:?}"),
         }

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use pawtropolis_api::{identity::DiscordRateLimits, register_api_routes};
 use pawtropolis_tests::{
-    GUILD_A, TestDb, backends,
+    GUILD_A, GUILD_B, TestDb, backends,
     fake_discord::{FakeDiscord, FakeUser},
 };
 use poem::{
@@ -163,6 +163,16 @@ async fn a_bot_embeds_the_api_with_its_http_and_cache() {
         assert_eq!(limited.warnings.len(), 1, "{limited:?}");
         assert_eq!(limited.warnings[0].code, "rate_limited");
         assert_eq!(fake.calls().len(), calls_before, "Discord is not asked");
+        // Guild A's limit holds guild A only: a lookup in guild B (not in its user_cache) asks.
+        let guild_b = pawtropolis_api::Snowflake::parse("guild", GUILD_B).unwrap();
+        let not_cached = [pawtropolis_api::Snowflake::parse("id", NOT_CACHED).unwrap()];
+        let in_b = api.resolve_users(&guild_b, &not_cached).await.unwrap();
+        assert!(in_b.warnings.is_empty(), "{in_b:?}");
+        assert_eq!(in_b.users[0].display_name, "fromhttp");
+        assert!(
+            fake.calls().len() > calls_before,
+            "guild B's lookup reached Discord"
+        );
 
         // The Rust API other modules call gives the same answer.
         let ids = [pawtropolis_api::Snowflake::parse("id", CACHED).unwrap()];

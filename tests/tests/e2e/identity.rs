@@ -409,7 +409,19 @@ async fn rows_the_bot_wrote_are_read_and_its_columns_kept() {
                 ],
             )
             .await;
-        let (s, body) = resolve(&app, &token, &format!("{NICKED},{ANIMATED}")).await;
+        // A user who is no member: looked up by their profile, which has no banner now.
+        app.tdb
+            .exec(
+                insert,
+                vec![
+                    LEGACY.into(),
+                    GUILD_A.into(),
+                    "bot-legacy".into(),
+                    "2025-10-01 00:00:00".into(),
+                ],
+            )
+            .await;
+        let (s, body) = resolve(&app, &token, &format!("{NICKED},{ANIMATED},{LEGACY}")).await;
         assert_eq!(s, 200, "{body}");
         assert_eq!(user(&body, NICKED)["source"], "cache", "{body}");
         assert_eq!(user(&body, NICKED)["username"], "bot-nicked");
@@ -437,6 +449,21 @@ async fn rows_the_bot_wrote_are_read_and_its_columns_kept() {
             updated, "last tuesday",
             "the refreshed row has a readable time"
         );
+        // The profile is Discord's word on banner and accent colour: gone means gone. The
+        // join date is no part of a profile and stays.
+        assert_eq!(user(&body, LEGACY)["username"], "oldtimer", "{body}");
+        let rows = app
+            .tdb
+            .rows(
+                "SELECT banner_url, accent_color, joined_at FROM user_cache \
+                 WHERE user_id = $1 AND guild_id = $2",
+                vec![LEGACY.into(), GUILD_A.into()],
+            )
+            .await;
+        let banner: Option<String> = rows[0].try_get("", "banner_url").unwrap();
+        let accent: Option<i64> = rows[0].try_get("", "accent_color").unwrap();
+        let joined: Option<i64> = rows[0].try_get("", "joined_at").unwrap();
+        assert_eq!((banner, accent, joined), (None, None, Some(1_600_000_000)));
         app.finish().await;
     }
 }
