@@ -32,8 +32,9 @@ impl MigrationTrait for Migration {
         )
         .await?;
         if manager.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Sqlite {
-            // Statistics for the new index alone, from a sample (a full pass over a large
-            // table would hold the write lock the bot needs).
+            // Building the index is one full pass under the write lock, once, at the upgrade.
+            // Its statistics come from a sample, so they add no second pass; the server's
+            // start-up analyzes the table's other indexes if they never were.
             let db = manager.get_connection();
             db.execute_unprepared("PRAGMA analysis_limit = 1000")
                 .await?;
