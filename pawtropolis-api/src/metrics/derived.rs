@@ -12,7 +12,9 @@
 //! edited or deleted row is not reflected in the derived counts until they are rebuilt
 //! ([`Derived::rebuild`], `pawtropolis-server rebuild-metrics`).
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
+};
 use tokio::sync::Mutex;
 
 use super::grid::SLOT_SECS;
@@ -117,8 +119,17 @@ impl Derived {
         if db.get_database_backend() != DbBackend::Sqlite {
             return Ok(());
         }
+        self.caught_up(db).await.map(|_| ())
+    }
+
+    /// [`catch_up`](Self::catch_up), giving the watermark reached. Another process catching up
+    /// (or rebuilding) at the same time moves the watermark under this one: that is progress,
+    /// and this one follows it to the end. Only a watermark that stops moving while writes
+    /// keep failing is an error.
+    async fn caught_up(&self, db: &DatabaseConnection) -> Result<i64, DbErr> {
         let _guard = self.lock.lock().await;
-        let mut collisions = 0;
+        let mut stalls = 0;
+        let mut last_mark = None;
         loop {
             let max_id = db::max_action_id(db).await?;
             let mark: i64 = db::query_scalar(
@@ -129,27 +140,59 @@ impl Derived {
             .await?
             .unwrap_or(0);
             if max_id <= mark {
-                return Ok(());
+                return Ok(mark);
+            }
+            if last_mark != Some(mark) {
+                stalls = 0;
             }
             // Bounded transactions: a first pass over millions of rows must not hold SQLite's
             // write lock (and so the bot's inserts) for seconds at a time.
             let upto = max_id.min(mark + CATCH_UP_CHUNK);
             match self.apply(db, mark, upto).await {
-                Ok(true) if upto == max_id => return Ok(()),
-                Ok(true) => continue,
+                Ok(true) if upto == max_id => return Ok(upto),
+                Ok(true) => {
+                    last_mark = Some(upto);
+                    continue;
+                }
                 // Another process moved the watermark first, or SQLite refused a stale
                 // snapshot: read again.
                 Ok(false) => {}
                 Err(e) if is_busy(&e) => {}
                 Err(e) => return Err(e),
             }
-            collisions += 1;
-            if collisions > 5 {
+            last_mark = Some(mark);
+            stalls += 1;
+            if stalls > 5 {
                 return Err(DbErr::Custom(
-                    "metrics catch-up kept colliding with another writer".into(),
+                    "metrics catch-up made no progress: the database stayed locked".into(),
                 ));
             }
         }
+    }
+
+    /// A read transaction in which the derived tables hold every row up to a watermark this
+    /// call caught up to. A rebuild in another process that empties them between the catch-up
+    /// and the first read is seen (the watermark went back) and waited out, so a reply never
+    /// shows half-counted tables.
+    async fn snapshot(&self, db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+        for _ in 0..5 {
+            let reached = self.caught_up(db).await?;
+            let snapshot = db.begin().await?;
+            let mark: i64 = db::query_scalar(
+                &snapshot,
+                "SELECT last_action_id FROM metrics_state WHERE id = 1",
+                vec![],
+            )
+            .await?
+            .unwrap_or(0);
+            if mark >= reached {
+                return Ok(snapshot);
+            }
+            snapshot.rollback().await?;
+        }
+        Err(DbErr::Custom(
+            "the metrics tables kept being rebuilt under this read".into(),
+        ))
     }
 
     /// Empties the derived tables and computes them again from every `action_log` row, so
@@ -295,7 +338,6 @@ impl Derived {
         if db.get_database_backend() != DbBackend::Sqlite {
             return direct_slots(db, guild, lo, hi).await;
         }
-        self.catch_up(db).await?;
         // Whole slots inside the window come from the derived table; the two partial slots at
         // the edges are counted row by row, so a row at exactly `lo` stays out and one at `hi`
         // is in.
@@ -304,7 +346,7 @@ impl Derived {
         };
         // One snapshot for the three reads: a catch-up committing between them cannot make
         // a row count in two parts of the window, or in none.
-        let snapshot = db.begin().await?;
+        let snapshot = self.snapshot(db).await?;
         let mut out = direct_slots(&snapshot, guild, lo, first_full - 1).await?;
         let rows = db::query_all(
             &snapshot,
@@ -334,7 +376,6 @@ impl Derived {
         hi: i64,
     ) -> Result<Vec<(i64, i64)>, DbErr> {
         if db.get_database_backend() == DbBackend::Sqlite {
-            self.catch_up(db).await?;
             // Whole slots from the per-slot lists; the partial slots at the window's edges
             // from the per-application rows, with exact bounds.
             let Some((first_full, last_slot)) = whole_slots(lo, hi) else {
@@ -342,7 +383,7 @@ impl Derived {
             };
             // One snapshot for the three reads: a catch-up that moves an application's
             // decision to another slot cannot drop it from (or count it twice in) the reply.
-            let snapshot = db.begin().await?;
+            let snapshot = self.snapshot(db).await?;
             let mut out = app_rows(&snapshot, guild, lo, first_full - 1).await?;
             let rows = db::query_all(
                 &snapshot,

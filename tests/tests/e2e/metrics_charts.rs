@@ -401,6 +401,54 @@ async fn rebuild_metrics_counts_rows_as_they_are_now() {
     }
 }
 
+/// `rebuild-metrics` run by another process while the server answers charts: every reply
+/// counts every row (the server follows the rebuild to its end rather than failing on the
+/// moving watermark, or reading tables the rebuild has just emptied).
+#[tokio::test]
+async fn a_rebuild_in_another_process_never_shows_partial_figures() {
+    const ROWS: i64 = 200_000;
+    let app = TestApp::spawn_with(
+        &Backend::Sqlite,
+        &["--now", &NOW.to_string(), "--metrics-cache-secs", "0"],
+    )
+    .await;
+    let token = app.token(&[GUILD_A]).await;
+    // Ten of the rebuild's 20,000-id transactions, spread over the last six days.
+    app.tdb
+        .exec(
+            &format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) \
+                 INSERT INTO action_log (guild_id, actor_id, subject_id, action, created_at_s) \
+                 SELECT $1, $2, $3, 'claim', $4 - (i * 2) FROM n"
+            ),
+            vec![GUILD_A.into(), M.into(), U.into(), NOW.into()],
+        )
+        .await;
+    let query = "timeseries?window=7d&bucket=1h";
+    assert_eq!(total(&get(&app, &token, query).await, "claim"), ROWS);
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let rebuild = async {
+        let out = run_cli(&app.tdb.url, &["rebuild-metrics"]).await.unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    };
+    let reads = async {
+        let mut n = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            // `get` asserts a 200.
+            assert_eq!(total(&get(&app, &token, query).await, "claim"), ROWS);
+            n += 1;
+        }
+        n
+    };
+    let (out, reads) = tokio::join!(rebuild, reads);
+    assert!(out.contains("rebuilt"), "{out}");
+    assert!(reads >= 1);
+    assert_eq!(total(&get(&app, &token, query).await, "claim"), ROWS);
+    app.finish().await;
+}
+
 /// With the server's cache on, each combination of parameters is its own entry: a reply cached
 /// for one is never served for another.
 #[tokio::test]
