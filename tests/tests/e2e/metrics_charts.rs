@@ -11,6 +11,17 @@ const U: &str = "800000000000000001";
 const NOW: i64 = 1_761_006_600;
 const WEEK: i64 = 7 * 86_400;
 
+/// The server at `now` with its chart cache off, and a token for guild A.
+async fn uncached(backend: &Backend, now: i64) -> (TestApp, String) {
+    let app = TestApp::spawn_with(
+        backend,
+        &["--now", &now.to_string(), "--metrics-cache-secs", "0"],
+    )
+    .await;
+    let token = app.token(&[GUILD_A]).await;
+    (app, token)
+}
+
 async fn get(app: &TestApp, token: &str, query: &str) -> Value {
     let (s, body) = app
         .get_json(&format!("/api/metrics/{query}&guild_id={GUILD_A}"), token)
@@ -40,12 +51,7 @@ fn total(body: &Value, field: &str) -> i64 {
 #[tokio::test]
 async fn grid_edges_and_action_mapping() {
     for backend in backends() {
-        let app = TestApp::spawn_with(
-            &backend,
-            &["--now", &NOW.to_string(), "--metrics-cache-secs", "0"],
-        )
-        .await;
-        let token = app.token(&[GUILD_A]).await;
+        let (app, token) = uncached(&backend, NOW).await;
 
         // An empty guild: the full grid of zero buckets.
         let empty = get(&app, &token, "timeseries?window=7d&bucket=1h").await;
@@ -174,12 +180,7 @@ async fn time_zones_dst_and_half_hour_offsets() {
     // 2025-11-05T12:00:00Z: the week includes New York's fall-back day (2025-11-02).
     let now: i64 = 1_762_344_000;
     for backend in backends() {
-        let app = TestApp::spawn_with(
-            &backend,
-            &["--now", &now.to_string(), "--metrics-cache-secs", "0"],
-        )
-        .await;
-        let token = app.token(&[GUILD_A]).await;
+        let (app, token) = uncached(&backend, now).await;
         let db = &app.tdb;
         // 2025-11-03T04:30:00Z is 23:30 on Nov 2 in New York (EST, -05:00).
         db.insert_action(GUILD_A, "claim", M, None, None, 1_762_144_200, None)
@@ -276,12 +277,7 @@ async fn time_zones_dst_and_half_hour_offsets() {
 #[tokio::test]
 async fn latency_percentiles_by_hand() {
     for backend in backends() {
-        let app = TestApp::spawn_with(
-            &backend,
-            &["--now", &NOW.to_string(), "--metrics-cache-secs", "0"],
-        )
-        .await;
-        let token = app.token(&[GUILD_A]).await;
+        let (app, token) = uncached(&backend, NOW).await;
         let db = &app.tdb;
         let ins = |action: &'static str, app_id: &'static str, t: i64| async move {
             db.insert_action(GUILD_A, action, M, Some(U), Some(app_id), t, None)
@@ -359,12 +355,7 @@ async fn not_modified_with_a_matching_etag() {
 #[tokio::test]
 async fn rebuild_metrics_counts_rows_as_they_are_now() {
     for backend in backends() {
-        let app = TestApp::spawn_with(
-            &backend,
-            &["--now", &NOW.to_string(), "--metrics-cache-secs", "0"],
-        )
-        .await;
-        let token = app.token(&[GUILD_A]).await;
+        let (app, token) = uncached(&backend, NOW).await;
         for i in 0..3 {
             app.tdb
                 .insert_action(GUILD_A, "claim", M, Some(U), None, NOW - 100 + i, None)
@@ -407,12 +398,7 @@ async fn rebuild_metrics_counts_rows_as_they_are_now() {
 #[tokio::test]
 async fn a_rebuild_in_another_process_never_shows_partial_figures() {
     const ROWS: i64 = 200_000;
-    let app = TestApp::spawn_with(
-        &Backend::Sqlite,
-        &["--now", &NOW.to_string(), "--metrics-cache-secs", "0"],
-    )
-    .await;
-    let token = app.token(&[GUILD_A]).await;
+    let (app, token) = uncached(&Backend::Sqlite, NOW).await;
     // Ten of the rebuild's 20,000-id transactions, spread over the last six days.
     app.tdb
         .exec(
@@ -529,12 +515,7 @@ async fn window_edges_and_slot_seams_to_the_second() {
     ];
     let inside = |t: i64| lo < t && t <= hi;
     for backend in backends() {
-        let app = TestApp::spawn_with(
-            &backend,
-            &["--now", &now.to_string(), "--metrics-cache-secs", "0"],
-        )
-        .await;
-        let token = app.token(&[GUILD_A]).await;
+        let (app, token) = uncached(&backend, now).await;
         for (i, t) in decisions.iter().enumerate() {
             let app_id = format!("app-{i}");
             app.tdb
