@@ -110,8 +110,9 @@ pub async fn refresh_planner_statistics(db: &DatabaseConnection) -> Result<(), D
     let unanalyzed = if has_stats {
         query_scalar::<i64>(
             db,
+            // An empty table gets no statistics rows: it counts as analyzed.
             "SELECT COUNT(*) FROM pragma_index_list('action_log') AS i \
-             WHERE NOT EXISTS (SELECT 1 FROM sqlite_stat1 AS s \
+             WHERE EXISTS (SELECT 1 FROM action_log) AND NOT EXISTS (SELECT 1 FROM sqlite_stat1 AS s \
                                WHERE s.tbl = 'action_log' AND s.idx = i.name)",
             vec![],
         )

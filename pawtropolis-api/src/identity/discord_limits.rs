@@ -17,7 +17,8 @@ use std::{
 
 use serenity::http::RatelimitInfo;
 
-/// Most guilds whose waits are remembered at once (a wait is forgotten when it ends).
+/// Most guilds whose waits are remembered at once (a wait is forgotten when it ends); past
+/// that, a wait holds everything.
 const MAX_GUILDS: usize = 10_000;
 
 /// Waits serenity announced: for the whole bot (global limits), for the user route (lookups
@@ -81,6 +82,10 @@ impl DiscordRateLimits {
             if state.guilds.len() < MAX_GUILDS {
                 let entry = state.guilds.entry(guild).or_insert(until);
                 *entry = (*entry).max(until);
+            } else {
+                // So many guilds held at once is Discord holding the bot: hold everything
+                // rather than forget a wait.
+                state.global = later(state.global, until);
             }
         } else if is_user_route(url) {
             state.users = later(state.users, until);
@@ -203,6 +208,25 @@ mod tests {
         limits.record_wait(MEMBER, Duration::from_secs(10), true);
         assert!(limits.global_wait().is_some());
         assert_eq!(limits.member_wait(111), None);
+    }
+
+    #[test]
+    fn past_the_guild_bound_a_wait_holds_everything() {
+        let limits = DiscordRateLimits::new(Duration::from_secs(5));
+        for g in 1..=MAX_GUILDS as u64 {
+            limits.record_wait(
+                &format!("https://discord.com/api/v10/guilds/{g}/members/7"),
+                Duration::from_secs(60),
+                false,
+            );
+        }
+        assert_eq!(limits.global_wait(), None);
+        limits.record_wait(
+            "https://discord.com/api/v10/guilds/999999/members/7",
+            Duration::from_secs(60),
+            false,
+        );
+        assert!(limits.global_wait().is_some(), "the wait is not forgotten");
     }
 
     #[test]

@@ -468,6 +468,11 @@ impl IdentityResolver {
         };
         match &fetched {
             Err(FetchError::NotFound) => self.remember_not_found((g, u)),
+            // The source holds that route itself: nothing backs off here.
+            Err(FetchError::RateLimited {
+                scope: RateLimitScope::Lookup,
+                ..
+            }) => tracing::debug!(guild_id = g, user_id = u, "Discord lookup route held"),
             Err(FetchError::RateLimited { retry_after, scope }) => {
                 let wait = retry_after.unwrap_or(self.backoff_for);
                 tracing::warn!(

@@ -238,14 +238,19 @@ impl<S: IdentitySource> IdentitySource for SerenityCacheSource<S> {
     }
 
     fn fetch_local(&self, guild_id: u64, user_id: u64) -> Option<DiscordIdentity> {
-        let guild = self.cache.guild(GuildId::new(guild_id.max(1)))?;
-        let m = guild.members.get(&UserId::new(user_id.max(1)))?;
-        Some(identity_from_user(
-            &m.user,
-            m.nick.clone(),
-            m.avatar.map(|h| h.to_string()),
-            m.joined_at.map(|t| t.unix_timestamp()),
-        ))
+        let cached = self
+            .cache
+            .guild(GuildId::new(guild_id.max(1)))
+            .and_then(|guild| {
+                let m = guild.members.get(&UserId::new(user_id.max(1)))?;
+                Some(identity_from_user(
+                    &m.user,
+                    m.nick.clone(),
+                    m.avatar.map(|h| h.to_string()),
+                    m.joined_at.map(|t| t.unix_timestamp()),
+                ))
+            });
+        cached.or_else(|| self.fallback.fetch_local(guild_id, user_id))
     }
 }
 

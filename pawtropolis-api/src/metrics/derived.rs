@@ -151,6 +151,7 @@ impl Derived {
             match self.apply(db, mark, upto).await {
                 Ok(true) if upto == max_id => return Ok(upto),
                 Ok(true) => {
+                    stalls = 0;
                     last_mark = Some(upto);
                     continue;
                 }
