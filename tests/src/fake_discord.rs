@@ -41,6 +41,10 @@ pub struct FakeUser {
     pub avatar: Option<String>,
     /// Legacy discriminator ("0" for new usernames).
     pub discriminator: String,
+    /// Banner hash (only a user lookup, not a member lookup, carries it).
+    pub banner: Option<String>,
+    /// Profile accent colour (only on a user lookup, like the banner).
+    pub accent_color: Option<i64>,
 }
 
 /// Guild-specific data of a member.
@@ -171,7 +175,13 @@ async fn get_user(Path(user): Path<String>, state: Data<&Arc<State>>) -> Respons
         return resp;
     }
     match state.users.lock().unwrap().get(&user).cloned() {
-        Some(u) => poem::web::Json(user_json(&user, &u)).into_response(),
+        Some(u) => {
+            // As Discord does: the profile fields come with a user lookup only.
+            let mut body = user_json(&user, &u);
+            body["banner"] = json!(u.banner);
+            body["accent_color"] = json!(u.accent_color);
+            poem::web::Json(body).into_response()
+        }
         None => discord_error(StatusCode::NOT_FOUND, 10013, "Unknown User"),
     }
 }

@@ -22,6 +22,8 @@ const ANIMATED: &str = "697169405422862418";
 const LEGACY: &str = "697169405422862419";
 // Unknown to Discord.
 const GHOST: &str = "697169405422862420";
+// Not a member; their profile has a banner and an accent colour.
+const BANNERED: &str = "697169405422862421";
 
 fn fake_users(fake: &FakeDiscord) {
     fake.add_user(
@@ -31,6 +33,7 @@ fn fake_users(fake: &FakeDiscord) {
             global_name: Some("Bash".into()),
             avatar: Some(USER_HASH.into()),
             discriminator: "0".into(),
+            ..Default::default()
         },
     );
     fake.add_member(
@@ -49,6 +52,7 @@ fn fake_users(fake: &FakeDiscord) {
             global_name: None,
             avatar: Some(ANIMATED_HASH.into()),
             discriminator: "0".into(),
+            ..Default::default()
         },
     );
     fake.add_member(GUILD_A, ANIMATED, FakeMember::default());
@@ -59,6 +63,7 @@ fn fake_users(fake: &FakeDiscord) {
             global_name: None,
             avatar: None,
             discriminator: "1337".into(),
+            ..Default::default()
         },
     );
 }
@@ -421,7 +426,33 @@ async fn rows_the_bot_wrote_are_read_and_its_columns_kept() {
                 ],
             )
             .await;
-        let (s, body) = resolve(&app, &token, &format!("{NICKED},{ANIMATED},{LEGACY}")).await;
+        // A user who is no member and has a new banner since the bot's row.
+        fake.add_user(
+            BANNERED,
+            FakeUser {
+                username: "bannered".into(),
+                banner: Some(USER_HASH.into()),
+                accent_color: Some(255),
+                ..Default::default()
+            },
+        );
+        app.tdb
+            .exec(
+                insert,
+                vec![
+                    BANNERED.into(),
+                    GUILD_A.into(),
+                    "bot-bannered".into(),
+                    "2025-10-01 00:00:00".into(),
+                ],
+            )
+            .await;
+        let (s, body) = resolve(
+            &app,
+            &token,
+            &format!("{NICKED},{ANIMATED},{LEGACY},{BANNERED}"),
+        )
+        .await;
         assert_eq!(s, 200, "{body}");
         assert_eq!(user(&body, NICKED)["source"], "cache", "{body}");
         assert_eq!(user(&body, NICKED)["username"], "bot-nicked");
@@ -464,6 +495,28 @@ async fn rows_the_bot_wrote_are_read_and_its_columns_kept() {
         let accent: Option<i64> = rows[0].try_get("", "accent_color").unwrap();
         let joined: Option<i64> = rows[0].try_get("", "joined_at").unwrap();
         assert_eq!((banner, accent, joined), (None, None, Some(1_600_000_000)));
+        let rows = app
+            .tdb
+            .rows(
+                "SELECT banner_url, accent_color FROM user_cache WHERE user_id = $1 AND guild_id = $2",
+                vec![BANNERED.into(), GUILD_A.into()],
+            )
+            .await;
+        let banner: Option<String> = rows[0].try_get("", "banner_url").unwrap();
+        let accent: Option<i64> = rows[0].try_get("", "accent_color").unwrap();
+        assert_eq!(
+            (banner.as_deref(), accent),
+            (
+                Some(
+                    format!(
+                        "https://cdn.discordapp.com/banners/{BANNERED}/{USER_HASH}.png?size=600"
+                    )
+                    .as_str()
+                ),
+                Some(255)
+            ),
+            "a new banner replaces the bot's"
+        );
         app.finish().await;
     }
 }
