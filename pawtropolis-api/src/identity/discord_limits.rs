@@ -10,19 +10,16 @@
 //! global limit).
 
 use std::{
-    collections::HashMap,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
 use serenity::http::RatelimitInfo;
 
-/// Most guilds whose waits are remembered at once (a wait is forgotten when it ends); past
-/// that, a wait holds everything.
-const MAX_GUILDS: usize = 10_000;
+use super::holds::Holds;
 
-/// Waits serenity announced: for the whole bot (global limits), for the user route (lookups
-/// of non-members, whatever the guild) and per guild (member lookups).
+/// Waits serenity announced: for the whole bot (global limits), per guild (member lookups),
+/// and for the user route (lookups of non-members, whatever the guild).
 #[derive(Debug)]
 pub struct DiscordRateLimits {
     /// Waits shorter than this are serenity pacing requests, which a lookup sits out within
@@ -33,18 +30,8 @@ pub struct DiscordRateLimits {
 
 #[derive(Debug, Default)]
 struct Waits {
-    global: Option<Instant>,
+    holds: Holds,
     users: Option<Instant>,
-    guilds: HashMap<u64, Instant>,
-}
-
-fn later(current: Option<Instant>, until: Instant) -> Option<Instant> {
-    Some(current.map_or(until, |t| t.max(until)))
-}
-
-fn left(until: Option<Instant>) -> Option<Duration> {
-    let now = Instant::now();
-    until.filter(|t| *t > now).map(|t| t - now)
 }
 
 impl DiscordRateLimits {
@@ -57,6 +44,10 @@ impl DiscordRateLimits {
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, Waits> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Records a wait serenity announced (its rate-limit callback, or a bot's
     /// `EventHandler::ratelimit`).
     pub fn record(&self, info: &RatelimitInfo) {
@@ -65,48 +56,38 @@ impl DiscordRateLimits {
 
     /// Records that requests to `url` (a Discord API URL), or to every route when `global`,
     /// must wait `wait`. Routes other than the two lookups (a bot's messages, say) have
-    /// buckets of their own and are ignored unless the limit is global.
+    /// buckets of their own and are ignored unless the limit is global. Past 10,000 guilds
+    /// held at once, a guild's wait holds everything.
     pub fn record_wait(&self, url: &str, wait: Duration, global: bool) {
         if wait < self.min_wait {
             return;
         }
-        let until = Instant::now() + wait;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state();
         if global {
-            state.global = later(state.global, until);
+            state.holds.hold_all(wait);
         } else if let Some(guild) = member_route_guild(url) {
-            if state.guilds.len() >= MAX_GUILDS {
-                let now = Instant::now();
-                state.guilds.retain(|_, t| *t > now);
-            }
-            if state.guilds.len() < MAX_GUILDS {
-                let entry = state.guilds.entry(guild).or_insert(until);
-                *entry = (*entry).max(until);
-            } else {
-                // So many guilds held at once is Discord holding the bot: hold everything
-                // rather than forget a wait.
-                state.global = later(state.global, until);
-            }
+            state.holds.hold_guild(guild, wait);
         } else if is_user_route(url) {
-            state.users = later(state.users, until);
+            let until = Instant::now() + wait;
+            state.users = Some(state.users.map_or(until, |t| t.max(until)));
         }
     }
 
     /// What is left of a global limit, which holds every request.
     pub fn global_wait(&self) -> Option<Duration> {
-        left(self.state.lock().unwrap_or_else(|p| p.into_inner()).global)
+        self.state().holds.all_left()
     }
 
     /// What is left of a limit on `guild_id`'s member lookups (global limits aside).
     pub fn member_wait(&self, guild_id: u64) -> Option<Duration> {
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        left(state.guilds.get(&guild_id).copied())
+        self.state().holds.guild_left(guild_id)
     }
 
     /// What is left of a limit on user lookups (global limits aside), the route every guild's
     /// non-members are looked up on.
     pub fn user_wait(&self) -> Option<Duration> {
-        left(self.state.lock().unwrap_or_else(|p| p.into_inner()).users)
+        let now = Instant::now();
+        self.state().users.filter(|t| *t > now).map(|t| t - now)
     }
 
     /// A callback for [`Ratelimiter::set_ratelimit_callback`](serenity::http::Ratelimiter::set_ratelimit_callback).
@@ -208,25 +189,6 @@ mod tests {
         limits.record_wait(MEMBER, Duration::from_secs(10), true);
         assert!(limits.global_wait().is_some());
         assert_eq!(limits.member_wait(111), None);
-    }
-
-    #[test]
-    fn past_the_guild_bound_a_wait_holds_everything() {
-        let limits = DiscordRateLimits::new(Duration::from_secs(5));
-        for g in 1..=MAX_GUILDS as u64 {
-            limits.record_wait(
-                &format!("https://discord.com/api/v10/guilds/{g}/members/7"),
-                Duration::from_secs(60),
-                false,
-            );
-        }
-        assert_eq!(limits.global_wait(), None);
-        limits.record_wait(
-            "https://discord.com/api/v10/guilds/999999/members/7",
-            Duration::from_secs(60),
-            false,
-        );
-        assert!(limits.global_wait().is_some(), "the wait is not forgotten");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod avatar;
 pub mod cache;
 mod discord_limits;
 mod expand;
+mod holds;
 pub(crate) mod memory;
 mod ratelimit;
 mod resolver;

@@ -19,6 +19,7 @@ use tokio::{
 use super::{
     avatar,
     cache::{self, CachedIdentity},
+    holds::Holds,
     memory::Lru,
     source::{DiscordIdentity, FetchError, IdentitySource, RateLimitScope},
 };
@@ -95,7 +96,8 @@ pub struct IdentityResolver {
     permits: Semaphore,
     negative: Mutex<HashMap<Key, i64>>,
     inflight: Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
-    backoff: Mutex<Backoff>,
+    /// Lookups held after a rate limit the source could not hold itself.
+    backoff: Mutex<Holds>,
     /// Copies of `user_cache` rows this process read or wrote: fresh ones answer without a
     /// database round trip.
     hot: Lru<Key, CachedIdentity>,
@@ -106,51 +108,6 @@ const HOT_CAPACITY: usize = 50_000;
 
 /// Bound on the negative cache; expired entries are swept when it is reached.
 const MAX_NEGATIVE: usize = 100_000;
-
-/// Most guilds backed off at once; past that (after sweeping ended waits) everything is.
-const MAX_BACKOFF_GUILDS: usize = 10_000;
-
-/// Until when Discord lookups are held after a rate limit: all of them, or one guild's.
-#[derive(Debug, Default)]
-struct Backoff {
-    all: Option<Instant>,
-    guilds: HashMap<u64, Instant>,
-}
-
-impl Backoff {
-    /// What is left of the wait that holds lookups in guild `g`.
-    fn left(&self, g: u64) -> Option<Duration> {
-        let now = Instant::now();
-        [self.all, self.guilds.get(&g).copied()]
-            .into_iter()
-            .flatten()
-            .filter(|until| *until > now)
-            .max()
-            .map(|until| until - now)
-    }
-
-    fn hold(&mut self, g: u64, scope: RateLimitScope, wait: Duration) {
-        let until = Instant::now() + wait;
-        let later = |t: Option<Instant>| Some(t.map_or(until, |t| t.max(until)));
-        match scope {
-            // The source refuses that route itself.
-            RateLimitScope::Lookup => {}
-            RateLimitScope::Guild => {
-                if self.guilds.len() >= MAX_BACKOFF_GUILDS {
-                    let now = Instant::now();
-                    self.guilds.retain(|_, t| *t > now);
-                }
-                if self.guilds.len() < MAX_BACKOFF_GUILDS {
-                    let entry = self.guilds.entry(g).or_insert(until);
-                    *entry = (*entry).max(until);
-                } else {
-                    self.all = later(self.all);
-                }
-            }
-            RateLimitScope::Global => self.all = later(self.all),
-        }
-    }
-}
 
 fn fallback(id: &Snowflake) -> ResolvedUser {
     let s = id.as_str();
@@ -211,7 +168,7 @@ impl IdentityResolver {
             permits: Semaphore::new(concurrency),
             negative: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
-            backoff: Mutex::new(Backoff::default()),
+            backoff: Mutex::new(Holds::default()),
             hot: Lru::new(HOT_CAPACITY),
         }
     }
@@ -481,10 +438,11 @@ impl IdentityResolver {
                     guild_id = g,
                     "Discord rate limited identity lookups; backing off"
                 );
-                self.backoff
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .hold(g, *scope, wait);
+                let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                match scope {
+                    RateLimitScope::Guild => backoff.hold_guild(g, wait),
+                    _ => backoff.hold_all(wait),
+                }
             }
             Err(FetchError::Unavailable(reason)) => {
                 tracing::warn!(%reason, guild_id = g, user_id = u, "Discord lookup failed");

@@ -129,20 +129,16 @@ impl Derived {
     async fn caught_up(&self, db: &DatabaseConnection) -> Result<i64, DbErr> {
         let _guard = self.lock.lock().await;
         let mut stalls = 0;
-        let mut last_mark = None;
+        let mut seen = None;
         loop {
             let max_id = db::max_action_id(db).await?;
-            let mark: i64 = db::query_scalar(
-                db,
-                "SELECT last_action_id FROM metrics_state WHERE id = 1",
-                vec![],
-            )
-            .await?
-            .unwrap_or(0);
+            let mark = watermark(db).await?;
             if max_id <= mark {
                 return Ok(mark);
             }
-            if last_mark != Some(mark) {
+            // The watermark moved since the last pass (this call's chunk, or another process's
+            // catch-up or rebuild): progress.
+            if seen.replace(mark) != Some(mark) {
                 stalls = 0;
             }
             // Bounded transactions: a first pass over millions of rows must not hold SQLite's
@@ -150,18 +146,13 @@ impl Derived {
             let upto = max_id.min(mark + CATCH_UP_CHUNK);
             match self.apply(db, mark, upto).await {
                 Ok(true) if upto == max_id => return Ok(upto),
-                Ok(true) => {
-                    stalls = 0;
-                    last_mark = Some(upto);
-                    continue;
-                }
+                Ok(true) => continue,
                 // Another process moved the watermark first, or SQLite refused a stale
                 // snapshot: read again.
                 Ok(false) => {}
                 Err(e) if is_busy(&e) => {}
                 Err(e) => return Err(e),
             }
-            last_mark = Some(mark);
             stalls += 1;
             if stalls > 5 {
                 return Err(DbErr::Custom(
@@ -179,14 +170,7 @@ impl Derived {
         for _ in 0..5 {
             let reached = self.caught_up(db).await?;
             let snapshot = db.begin().await?;
-            let mark: i64 = db::query_scalar(
-                &snapshot,
-                "SELECT last_action_id FROM metrics_state WHERE id = 1",
-                vec![],
-            )
-            .await?
-            .unwrap_or(0);
-            if mark >= reached {
+            if watermark(&snapshot).await? >= reached {
                 return Ok(snapshot);
             }
             snapshot.rollback().await?;
@@ -455,6 +439,17 @@ async fn app_rows(
     rows.iter()
         .map(|r| Ok((r.try_get("", "decided_at_s")?, r.try_get("", "response_s")?)))
         .collect()
+}
+
+/// The last `action_log` id the derived tables have counted.
+async fn watermark(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    Ok(db::query_scalar(
+        db,
+        "SELECT last_action_id FROM metrics_state WHERE id = 1",
+        vec![],
+    )
+    .await?
+    .unwrap_or(0))
 }
 
 fn is_busy(e: &DbErr) -> bool {
