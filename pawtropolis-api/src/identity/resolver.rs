@@ -254,20 +254,17 @@ impl IdentityResolver {
                 async move {
                     let outcome = match &self.source {
                         None => None,
-                        Some(source) => {
-                            match tokio::time::timeout_at(
+                        // A lookup queued behind others until the reply's deadline passed
+                        // would be dropped unanswered: Discord is not asked at all.
+                        Some(_) if Instant::now() >= deadline => Some(Err(self.timed_out())),
+                        Some(source) => Some(
+                            tokio::time::timeout_at(
                                 deadline,
                                 self.fetch_shared(source, g, id.as_u64()),
                             )
                             .await
-                            {
-                                Ok(o) => Some(o),
-                                Err(_) => Some(Err(FetchError::Unavailable(format!(
-                                    "Discord did not answer within {} ms",
-                                    self.timeout.as_millis()
-                                )))),
-                            }
-                        }
+                            .unwrap_or_else(|_| Err(self.timed_out())),
+                        ),
                     };
                     (i, outcome)
                 }
@@ -361,6 +358,13 @@ impl IdentityResolver {
     }
 
     /// One Discord lookup per (guild, user) at a time: concurrent callers share its outcome.
+    fn timed_out(&self) -> FetchError {
+        FetchError::Unavailable(format!(
+            "Discord did not answer within {} ms",
+            self.timeout.as_millis()
+        ))
+    }
+
     async fn fetch_shared(&self, source: &Arc<dyn IdentitySource>, g: u64, u: u64) -> Outcome {
         let key = (g, u);
         let cell = {
@@ -416,13 +420,9 @@ impl IdentityResolver {
         let Ok(_permit) = self.permits.acquire().await else {
             return Err(FetchError::Unavailable("resolver is shutting down".into()));
         };
-        let fetched = match tokio::time::timeout(self.timeout, source.fetch(g, u)).await {
-            Ok(o) => o,
-            Err(_) => Err(FetchError::Unavailable(format!(
-                "Discord did not answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        };
+        let fetched = tokio::time::timeout(self.timeout, source.fetch(g, u))
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out()));
         match &fetched {
             Err(FetchError::NotFound) => self.remember_not_found((g, u)),
             // The source holds that route itself: nothing backs off here.
@@ -500,8 +500,11 @@ mod tests {
     use super::*;
     use crate::{clock::ManualClock, db};
 
-    /// Discord that never answers.
-    struct Silent;
+    /// Discord that never answers, counting the lookups it was asked.
+    #[derive(Default)]
+    struct Silent {
+        asked: std::sync::atomic::AtomicUsize,
+    }
 
     #[async_trait]
     impl IdentitySource for Silent {
@@ -510,6 +513,7 @@ mod tests {
             _: u64,
             _: u64,
         ) -> Result<crate::identity::DiscordIdentity, FetchError> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             std::future::pending().await
         }
     }
@@ -684,7 +688,7 @@ mod tests {
         };
         let resolver = IdentityResolver::new(
             db,
-            Some(Arc::new(Silent)),
+            Some(Arc::new(Silent::default())),
             Arc::new(ManualClock::new(1_761_004_800)),
             &settings,
         );
@@ -699,6 +703,45 @@ mod tests {
         assert!(
             resolver.inflight.lock().unwrap().is_empty(),
             "timed-out lookups (running and queued) must not stay in the in-flight map"
+        );
+    }
+
+    /// One `?expand=identity` reply of 150 moderators takes two resolver batches; they share
+    /// one wait for Discord, so when it never answers, only the lookups started before that
+    /// deadline (one round of `discord_concurrency`) ever reach it, not a round per batch.
+    #[tokio::test]
+    async fn batches_of_one_reply_share_one_deadline() {
+        let settings = ApiSettings {
+            discord_timeout: Duration::from_millis(100),
+            ..ApiSettings::default()
+        };
+        let source = Arc::new(Silent::default());
+        let resolver = IdentityResolver::new(
+            user_cache_db().await,
+            Some(source.clone()),
+            Arc::new(ManualClock::new(1_761_004_800)),
+            &settings,
+        );
+        let guild = Snowflake::parse("guild_id", "111111111111111111").unwrap();
+        let ids: Vec<String> = (0..150)
+            .map(|i| (697_169_405_422_862_417u64 + i).to_string())
+            .collect();
+        let (shown, warnings) = crate::identity::expand::identities_for(
+            &resolver,
+            &guild,
+            ids.iter().map(String::as_str),
+        )
+        .await;
+        assert_eq!((shown.len(), warnings.len()), (150, 150));
+        assert!(
+            warnings.iter().all(|w| w.code == "discord_unavailable"),
+            "{warnings:?}"
+        );
+        let asked = source.asked.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (1..=settings.discord_concurrency).contains(&asked),
+            "{asked} lookups reached Discord; at most one round of {} may start before the deadline",
+            settings.discord_concurrency
         );
     }
 }
