@@ -357,7 +357,7 @@ impl IdentityResolver {
         map.insert(key, now.saturating_add(self.negative_ttl_secs));
     }
 
-    /// One Discord lookup per (guild, user) at a time: concurrent callers share its outcome.
+    /// The error of a lookup Discord did not answer in time.
     fn timed_out(&self) -> FetchError {
         FetchError::Unavailable(format!(
             "Discord did not answer within {} ms",
@@ -365,6 +365,7 @@ impl IdentityResolver {
         ))
     }
 
+    /// One Discord lookup per (guild, user) at a time: concurrent callers share its outcome.
     async fn fetch_shared(&self, source: &Arc<dyn IdentitySource>, g: u64, u: u64) -> Outcome {
         let key = (g, u);
         let cell = {
