@@ -333,13 +333,31 @@ impl Settings {
     }
 
     /// `PAWTROPOLIS_PUBLIC_URL` without surrounding whitespace (an env file with CRLF line
-    /// ends leaves a `\r`) or a trailing `/`; `None` when unset or blank.
+    /// ends leaves a `\r`) or a trailing `/`; `None` when unset or blank. An origin is
+    /// written as browsers send it in `Origin`, which CORS compares byte for byte: scheme and
+    /// host in lower case, no default port (`HTTPS://Dash.Example.org:443` becomes
+    /// `https://dash.example.org`).
     fn public_origin(&self) -> Option<String> {
-        self.public_url
+        let url = self
+            .public_url
             .as_deref()
             .map(|u| u.trim().trim_end_matches('/'))
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned)
+            .filter(|u| !u.is_empty())?;
+        let Ok(parsed) = url.parse::<poem::http::Uri>() else {
+            return Some(url.to_owned());
+        };
+        match (parsed.scheme_str(), parsed.host()) {
+            (Some(scheme), Some(host)) if matches!(parsed.path(), "" | "/") => {
+                let scheme = scheme.to_ascii_lowercase();
+                let port = match (scheme.as_str(), parsed.port_u16()) {
+                    ("https", Some(443)) | ("http", Some(80)) | (_, None) => String::new(),
+                    (_, Some(p)) => format!(":{p}"),
+                };
+                Some(format!("{scheme}://{}{port}", host.to_ascii_lowercase()))
+            }
+            // Not an origin: kept as written for `check` to name it.
+            _ => Some(url.to_owned()),
+        }
     }
 
     /// The library settings these flags describe.
@@ -464,11 +482,24 @@ mod tests {
             cli.settings.api_settings().public_url.as_deref(),
             Some("https://dash.example.org")
         );
-        parse(&["--public-url", "HTTPS://Dash.Example.org"])
-            .unwrap()
-            .settings
-            .check()
-            .unwrap();
+        for (written, origin) in [
+            ("HTTPS://Dash.Example.org", "https://dash.example.org"),
+            ("https://dash.example.org:443/", "https://dash.example.org"),
+            ("http://LOCALHOST:80", "http://localhost"),
+            ("http://localhost:3000", "http://localhost:3000"),
+            (
+                "https://dash.example.org:8443",
+                "https://dash.example.org:8443",
+            ),
+        ] {
+            let cli = parse(&["--public-url", written]).unwrap();
+            cli.settings.check().unwrap();
+            assert_eq!(
+                cli.settings.api_settings().public_url.as_deref(),
+                Some(origin),
+                "{written}"
+            );
+        }
         for bad in [
             "dash.example.org",
             "ftp://dash.example.org",

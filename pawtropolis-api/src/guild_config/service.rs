@@ -284,7 +284,13 @@ pub async fn apply_update(
         ],
     )
     .await?;
-    let before = match db::query_one(&txn, select_sql(), vec![guild_id.as_str().into()]).await? {
+    // PostgreSQL's `ON CONFLICT DO NOTHING` does not lock the existing row: without `FOR
+    // UPDATE`, two concurrent edits would both read the same old values and record them twice.
+    let read_before = match txn.get_database_backend() {
+        sea_orm::DbBackend::Postgres => format!("{} FOR UPDATE", select_sql()),
+        _ => select_sql(),
+    };
+    let before = match db::query_one(&txn, read_before, vec![guild_id.as_str().into()]).await? {
         Some(row) => from_row(&row)?,
         None => base,
     };

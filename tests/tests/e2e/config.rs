@@ -200,3 +200,52 @@ async fn cross_origin_updates_are_refused() {
     );
     app.finish().await;
 }
+
+/// Concurrent edits of one field are recorded as one chain of changes: each audit row's old
+/// value is the previous row's new value, from the default to what the guild holds now. (On
+/// PostgreSQL this needs the existing row locked; on SQLite the write lock does it.)
+#[tokio::test]
+async fn concurrent_edits_record_one_chain_of_changes() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let token = app.token(&[GUILD_A]).await;
+        let url = format!("{}/api/config?guild_id={GUILD_A}", app.base);
+        let edits = (0..12u64).map(|i| {
+            let body = json!({ "admin_role_id": (900_000_000_000_000_100u64 + i).to_string() });
+            app.client.put(&url).bearer_auth(&token).json(&body).send()
+        });
+        for resp in futures_util::future::join_all(edits).await {
+            assert_eq!(resp.unwrap().status(), 200);
+        }
+        let rows = app
+            .tdb
+            .rows(
+                "SELECT old_value, new_value FROM config_audit_log WHERE field_key = 'admin_role_id' ORDER BY id",
+                vec![],
+            )
+            .await;
+        let chain: Vec<(Option<String>, Option<String>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "old_value").unwrap(),
+                    r.try_get("", "new_value").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(chain.len(), 12, "every edit changed the field: {chain:?}");
+        let mut held: Option<String> = None;
+        for (old, new) in &chain {
+            assert_eq!(
+                old, &held,
+                "an edit recorded a value the field no longer held: {chain:?}"
+            );
+            held = new.clone();
+        }
+        let (_, cfg) = app
+            .get_json(&format!("/api/config?guild_id={GUILD_A}"), &token)
+            .await;
+        assert_eq!(cfg["admin_role_id"].as_str(), held.as_deref());
+        app.finish().await;
+    }
+}
