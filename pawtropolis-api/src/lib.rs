@@ -334,6 +334,14 @@ pub fn register_api_routes(route: Route, api: &PawtropolisApi) -> Route {
                 "content-type",
                 "if-none-match",
                 "last-event-id",
+            ])
+            // Without these a cross-origin script cannot read the rate limit and cache
+            // headers the API sends.
+            .expose_headers([
+                "etag",
+                "retry-after",
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
             ]);
         if let Some(url) = &public {
             c = c.allow_origin(state::origin_of(url.trim_end_matches('/')));

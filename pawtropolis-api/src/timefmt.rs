@@ -20,16 +20,41 @@ pub fn sql_datetime(secs: i64) -> String {
         .to_string()
 }
 
+/// A time parameter: whole Unix seconds and the nanoseconds past them (RFC 3339 allows a
+/// fraction; the rows it is compared with hold whole seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeParam {
+    /// Whole seconds, rounded down.
+    pub secs: i64,
+    /// Nanoseconds past `secs`.
+    pub nanos: u32,
+}
+
+impl TimeParam {
+    /// The first whole second at or after this time: the bound for "at or after".
+    pub fn at_or_after(self) -> i64 {
+        self.secs + i64::from(self.nanos > 0)
+    }
+
+    /// The last whole second at or before this time: the bound for "at or before".
+    pub fn at_or_before(self) -> i64 {
+        self.secs
+    }
+}
+
 /// Parses a time parameter given as Unix seconds or RFC 3339; the 400 names the parameter.
-pub fn parse_time_param(field: &str, value: &str) -> Result<i64, ApiError> {
+pub fn parse_time_param(field: &str, value: &str) -> Result<TimeParam, ApiError> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<i64>() {
         // Bounded so arithmetic on it never overflows: years 0000–9999.
         if (-62_167_219_200..=253_402_300_799).contains(&secs) {
-            return Ok(secs);
+            return Ok(TimeParam { secs, nanos: 0 });
         }
     } else if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.timestamp());
+        return Ok(TimeParam {
+            secs: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos(),
+        });
     }
     Err(ApiError::invalid(format!(
         "{field} must be Unix seconds or an RFC 3339 time (2025-10-21T00:00:00Z), got {value:?}"
@@ -37,6 +62,7 @@ pub fn parse_time_param(field: &str, value: &str) -> Result<i64, ApiError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -47,13 +73,20 @@ mod tests {
 
     #[test]
     fn parses_both_forms() {
+        let secs = |v: &str| parse_time_param("since", v).ok().map(|t| t.secs);
+        assert_eq!(secs("1761004800"), Some(1_761_004_800));
+        assert_eq!(secs("2025-10-20T19:00:00-05:00"), Some(1_761_004_800));
+        // A fraction of a second: "at or after" starts at the next whole second, "at or
+        // before" ends at this one.
+        let t = parse_time_param("since", "2025-10-21T00:00:00.5Z").unwrap();
         assert_eq!(
-            parse_time_param("since", "1761004800").ok(),
-            Some(1_761_004_800)
+            (t.at_or_after(), t.at_or_before()),
+            (1_761_004_801, 1_761_004_800)
         );
+        let t = parse_time_param("since", "2025-10-21T00:00:00Z").unwrap();
         assert_eq!(
-            parse_time_param("since", "2025-10-20T19:00:00-05:00").ok(),
-            Some(1_761_004_800)
+            (t.at_or_after(), t.at_or_before()),
+            (1_761_004_800, 1_761_004_800)
         );
         assert!(parse_time_param("since", "yesterday").is_err());
         assert!(parse_time_param("since", "99999999999999").is_err());

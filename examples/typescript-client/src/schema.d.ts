@@ -126,10 +126,10 @@ export interface paths {
         };
         /**
          * Response-time percentiles per time bucket
-         * @description For each application: the time from its latest `app_submitted` before its first
+         * @description For each application: the time from its latest `app_submitted` at or before its first
          *     decision (`approve`, `accept`, `reject` or `perm_reject`) to that decision, bucketed by
-         *     the decision's time over (now − window, now]. Applications without a submission before
-         *     the decision are left out. Each bucket gives the count, the mean, and the median and
+         *     the decision's time over (now − window, now]. Applications without a submission at or
+         *     before the decision are left out. Each bucket gives the count, the mean, and the median and
          *     95th percentile by the nearest-rank method (the value at rank ⌈p/100 · n⌉ of the sorted
          *     times); an empty bucket has `count: 0` and nulls. Same grid and parameters as
          *     `/metrics/timeseries`. Cached for `PAWTROPOLIS_METRICS_CACHE_SECS`.
@@ -385,7 +385,8 @@ export interface components {
             timestamp: string;
             /**
              * Format: int64
-             * @description Applications whose first decision falls in the bucket (and the window).
+             * @description Applications whose first decision falls in the bucket (and the window) and that have
+             *     an `app_submitted` at or before it; the others have no response time.
              */
             count: number;
             /**

@@ -98,3 +98,13 @@ pub async fn identities_for(
     }
     (shown, warnings)
 }
+
+/// Whether a reply carrying `warnings` may be cached like one without: true when asking again
+/// soon would give the same answer (Discord does not know the user, the id is not one, or no
+/// Discord client is configured), false when Discord was slow, down or rate limiting.
+pub fn warnings_last(resolver: &IdentityResolver, warnings: &[Warning]) -> bool {
+    !resolver.asks_discord()
+        || warnings
+            .iter()
+            .all(|w| matches!(w.code.as_str(), "not_found" | "invalid_id"))
+}

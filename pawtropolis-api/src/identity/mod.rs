@@ -13,7 +13,7 @@ pub mod source;
 
 pub use api::ResolveReply;
 pub use discord_limits::DiscordRateLimits;
-pub use expand::{Expand, Shown, identities_for};
+pub use expand::{Expand, Shown, identities_for, warnings_last};
 pub use ratelimit::{RateDecision, ResolveRateLimiter};
 pub use resolver::{IdentityOrigin, IdentityResolver, MAX_IDS, Resolution, ResolvedUser};
 #[cfg(feature = "serenity-cache")]

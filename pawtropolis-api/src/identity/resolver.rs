@@ -185,6 +185,12 @@ impl IdentityResolver {
             .await
     }
 
+    /// Whether a Discord client is configured to ask (without one, only cached identities
+    /// are known, and a missing one stays missing).
+    pub fn asks_discord(&self) -> bool {
+        self.source.is_some()
+    }
+
     /// When Discord lookups that start now must be done: the Discord timeout from now.
     pub fn lookup_deadline(&self) -> Instant {
         Instant::now() + self.timeout

@@ -10,7 +10,7 @@ use crate::{
     payload::JsonBytes,
     snowflake::Snowflake,
     state::SharedState,
-    timefmt::parse_time_param,
+    timefmt::{TimeParam, parse_time_param},
 };
 
 /// Operations on the action log.
@@ -103,29 +103,30 @@ impl LogsApi {
             Some(a) if a.len() > 100 => {
                 return Err(ApiError::invalid("app_id is at most 100 characters"));
             }
+            // A blank field of a filter form means "any", as for `action`.
+            Some(a) if a.trim().is_empty() => None,
             other => other,
         };
+        let parse = |field: &str, value: Option<String>| {
+            value
+                .as_deref()
+                .map(|t| parse_time_param(field, t))
+                .transpose()
+        };
+        let (since, until) = (parse("since", since.0)?, parse("until", until.0)?);
+        if let (Some(s), Some(u)) = (since, until)
+            && s > u
+        {
+            return Err(ApiError::invalid("since must not be after until"));
+        }
         let filter = LogFilter {
             actions: parse_actions(action.0.unwrap_or_default())?,
             moderator_id: moderator_id.0,
             subject_id: subject_id.0,
             app_id,
-            since: since
-                .0
-                .as_deref()
-                .map(|t| parse_time_param("since", t))
-                .transpose()?,
-            until: until
-                .0
-                .as_deref()
-                .map(|t| parse_time_param("until", t))
-                .transpose()?,
+            since: since.map(TimeParam::at_or_after),
+            until: until.map(TimeParam::at_or_before),
         };
-        if let (Some(s), Some(u)) = (filter.since, filter.until)
-            && s > u
-        {
-            return Err(ApiError::invalid("since must not be after until"));
-        }
         let cursor = cursor.0.as_deref().map(Cursor::decode).transpose()?;
         let mut page = list_logs(&state.db, &guild_id, &filter, cursor, limit).await?;
         if expand.0 == Some(Expand::Identity) {

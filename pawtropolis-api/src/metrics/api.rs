@@ -15,7 +15,7 @@ use crate::{
     ApiTags,
     auth::Auth,
     error::ApiError,
-    identity::{Expand, identities_for},
+    identity::{Expand, identities_for, warnings_last},
     payload::{Cacheable, JsonBytes},
     snowflake::Snowflake,
     state::{ApiState, SharedState},
@@ -131,7 +131,9 @@ impl MetricsApi {
                         m.avatar_url = Some(s.avatar_url.clone());
                     }
                 }
-                let keep = warnings.is_empty();
+                // A warning that would come back on every request must not keep the
+                // summary's queries from being cached.
+                let keep = warnings_last(&state.identity, &warnings);
                 summary.warnings = Some(warnings);
                 return Ok((summary, keep));
             }
@@ -190,10 +192,10 @@ impl MetricsApi {
 
     /// Response-time percentiles per time bucket
     ///
-    /// For each application: the time from its latest `app_submitted` before its first
+    /// For each application: the time from its latest `app_submitted` at or before its first
     /// decision (`approve`, `accept`, `reject` or `perm_reject`) to that decision, bucketed by
-    /// the decision's time over (now − window, now]. Applications without a submission before
-    /// the decision are left out. Each bucket gives the count, the mean, and the median and
+    /// the decision's time over (now − window, now]. Applications without a submission at or
+    /// before the decision are left out. Each bucket gives the count, the mean, and the median and
     /// 95th percentile by the nearest-rank method (the value at rank ⌈p/100 · n⌉ of the sorted
     /// times); an empty bucket has `count: 0` and nulls. Same grid and parameters as
     /// `/metrics/timeseries`. Cached for `PAWTROPOLIS_METRICS_CACHE_SECS`.

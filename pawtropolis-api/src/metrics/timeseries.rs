@@ -57,7 +57,8 @@ pub struct Timeseries {
 pub struct LatencyBucket {
     /// Bucket start: RFC 3339, ending in `Z` for UTC or carrying the zone's offset.
     pub timestamp: String,
-    /// Applications whose first decision falls in the bucket (and the window).
+    /// Applications whose first decision falls in the bucket (and the window) and that have
+    /// an `app_submitted` at or before it; the others have no response time.
     pub count: i64,
     /// Mean response time, seconds (rounded); null when `count` is 0.
     #[oai(nullable)]

@@ -342,3 +342,69 @@ async fn a_failing_identity_cache_does_not_fail_the_listing() {
         app.finish().await;
     }
 }
+
+/// A summary whose only warnings would come back on every request (an id Discord does not
+/// know, an id that is not one) is cached like one without: its queries do not run again, and
+/// Discord is not asked again. A slow Discord's warning is not kept (see above).
+#[tokio::test]
+async fn lasting_warnings_do_not_stop_the_summary_being_cached() {
+    for backend in backends() {
+        let fake = FakeDiscord::start().await;
+        fake.add_user(
+            OK_MOD,
+            FakeUser {
+                username: "okmod".into(),
+                ..Default::default()
+            },
+        );
+        fake.add_member(GUILD_A, OK_MOD, FakeMember::default());
+        let (app, token) = start(&backend, &fake).await;
+        for (i, m) in [OK_MOD, GHOST_MOD, "legacy-mod"].into_iter().enumerate() {
+            app.tdb
+                .insert_action(
+                    GUILD_A,
+                    "claim",
+                    m,
+                    Some(USER),
+                    None,
+                    NOW - 100 + i as i64,
+                    None,
+                )
+                .await;
+        }
+        let url = format!("/api/metrics?guild_id={GUILD_A}&window=7d&expand=identity");
+        let (s, first) = app.get_json(&url, &token).await;
+        assert_eq!(s, 200, "{first}");
+        let codes: BTreeSet<String> = first["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} {}",
+                    w["id"].as_str().unwrap(),
+                    w["code"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            BTreeSet::from([
+                format!("{GHOST_MOD} not_found"),
+                "legacy-mod invalid_id".to_owned()
+            ])
+        );
+        let asked = fake.calls().len();
+        assert!(asked > 0);
+        // A row written now would change an uncached summary; the cached one stays as it was.
+        app.tdb
+            .insert_action(GUILD_A, "claim", OK_MOD, Some(USER), None, NOW - 10, None)
+            .await;
+        let resp = app.get(&url, &token).await;
+        assert_ne!(resp.headers()["cache-control"], "private, max-age=0");
+        let again: Value = resp.json().await.unwrap();
+        assert_eq!(again, first, "served from the cache");
+        assert_eq!(fake.calls().len(), asked, "Discord is not asked again");
+        app.finish().await;
+    }
+}

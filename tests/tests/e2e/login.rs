@@ -498,6 +498,32 @@ async fn bad_cookies_state_mismatch_and_cross_site_requests() {
             l.origin.as_str()
         );
         assert_eq!(pre.headers()["access-control-allow-credentials"], "true");
+        // The dashboard's scripts may read the headers the API's contract gives them.
+        let resp = l
+            .app
+            .client
+            .get(format!(
+                "{}/api/users/resolve?guild_id={GUILD_A}&ids={MOD_A}",
+                l.app.base
+            ))
+            .header("cookie", format!("paw_session={session}"))
+            .header("origin", &l.origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let exposed = resp.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        for header in [
+            "etag",
+            "retry-after",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+        ] {
+            assert!(exposed.contains(header), "{header} not exposed: {exposed}");
+        }
 
         // Logged out: 401 everywhere.
         let out = l

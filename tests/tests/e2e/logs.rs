@@ -144,6 +144,29 @@ async fn filters_combine() {
             .get_json(&q("&since=2000&until=1970-01-01T01:06:40Z"), &token)
             .await;
         assert_eq!(ids(&b), ["reject", "approve", "claim"]);
+        // A fraction of a second: "at or after" 2000.5 starts at 2001, "at or before" 4000.5
+        // ends at 4000.
+        let (_, b) = app
+            .get_json(
+                &q("&since=1970-01-01T00:33:20.5Z&until=1970-01-01T01:06:40.5Z"),
+                &token,
+            )
+            .await;
+        assert_eq!(ids(&b), ["reject", "approve"]);
+        let (s, b) = app
+            .get_json(
+                &q("&since=1970-01-01T00:33:20.5Z&until=1970-01-01T00:33:20.7Z"),
+                &token,
+            )
+            .await;
+        assert_eq!(
+            (s, ids(&b).len()),
+            (200, 0),
+            "a range within one second is empty"
+        );
+        // A blank filter field means "any", as a filter form sends it.
+        let (_, b) = app.get_json(&q("&app_id=&action="), &token).await;
+        assert_eq!(ids(&b).len(), 5);
         let (_, b) = app
             .get_json(
                 &q(&format!(
