@@ -1,7 +1,11 @@
-use poem::Request;
+use poem::{
+    Request, RequestBody,
+    http::{StatusCode, header},
+};
 use poem_openapi::{
-    SecurityScheme,
+    ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme,
     auth::{ApiKey, Bearer},
+    registry::Registry,
 };
 
 use super::{Credential, Principal};
@@ -27,12 +31,63 @@ pub struct BearerAuth(pub Principal);
 pub struct SessionCookieAuth(pub Principal);
 
 /// Either credential; every `/api` operation requires one.
-#[derive(SecurityScheme)]
 pub enum Auth {
     /// An API token.
     Bearer(BearerAuth),
     /// A session cookie.
     Cookie(SessionCookieAuth),
+}
+
+// Written out rather than derived: the derived extractor answers with the error of the last
+// scheme it tried, so a bearer token the verifier could not check (its database down) came
+// back as the cookie's "no credential" 401, and a script would throw away a good token.
+impl<'a> ApiExtractor<'a> for Auth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        BearerAuth::register(registry);
+        SessionCookieAuth::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        let mut schemes = BearerAuth::security_schemes();
+        schemes.extend(SessionCookieAuth::security_schemes());
+        schemes
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        body: &mut RequestBody,
+        param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let bearer = match BearerAuth::from_request(req, body, param_opts.clone()).await {
+            Ok(b) => return Ok(Self::Bearer(b)),
+            Err(e) => e,
+        };
+        let cookie = match SessionCookieAuth::from_request(req, body, param_opts).await {
+            Ok(c) => return Ok(Self::Cookie(c)),
+            Err(e) => e,
+        };
+        Err(pick_error(
+            bearer,
+            cookie,
+            req.headers().contains_key(header::AUTHORIZATION),
+        ))
+    }
+}
+
+/// The error to answer with when neither credential passed: a failure to check one (not a
+/// 401) first, else the refusal of the credential the caller gave.
+fn pick_error(bearer: poem::Error, cookie: poem::Error, gave_bearer: bool) -> poem::Error {
+    let unauthorized = |e: &poem::Error| e.status() == StatusCode::UNAUTHORIZED;
+    match (unauthorized(&bearer), unauthorized(&cookie)) {
+        (false, _) => bearer,
+        (true, false) => cookie,
+        (true, true) if gave_bearer => bearer,
+        (true, true) => cookie,
+    }
 }
 
 impl Auth {

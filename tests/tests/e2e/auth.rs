@@ -63,3 +63,28 @@ async fn tokens_are_stored_hashed_and_listed_without_secrets() {
         app.finish().await;
     }
 }
+
+/// A token the server could not check (its table is gone: the database is failing) is a
+/// server error, not a 401 that would tell a script to throw the token away; an invalid token
+/// is refused as such, not as a missing cookie.
+#[tokio::test]
+async fn a_token_that_cannot_be_checked_is_a_server_error_not_a_401() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let token = app.token(&[GUILD_A]).await;
+        let url = format!("/api/logs?guild_id={GUILD_A}");
+        let (s, body) = app.get_json(&url, "paw_not-a-real-token").await;
+        assert_eq!(s, 401, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("token or session is invalid"),
+            "the refusal names the token that was given: {body}"
+        );
+        app.tdb.exec("DROP TABLE api_token", vec![]).await;
+        let (s, body) = app.get_json(&url, &token).await;
+        assert!(s >= 500, "{s}: {body}");
+        app.finish().await;
+    }
+}
