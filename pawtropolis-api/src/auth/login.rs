@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     SESSION_COOKIE,
     discord::{DiscordLogin, guild_access, user_avatar},
-    sessions::{SessionStore, SessionUser, create_session, revoke_session},
+    sessions::{SessionStore, SessionUser, create_session, purge_ended_sessions, revoke_session},
 };
 use crate::{
     error::ApiError,
@@ -151,7 +151,12 @@ async fn finish_login(
         admin_guild_ids: access.admin_guild_ids,
         all_guilds: access.all_guilds,
     };
-    let secret = create_session(&state.db, &user, &token, state.clock.now_s()).await?;
+    let now = state.clock.now_s();
+    let secret = create_session(&state.db, &user, &token, now).await?;
+    // Housekeeping, not part of this login: a failure is logged and the login goes on.
+    if let Err(e) = purge_ended_sessions(&state.db, &login.settings, now).await {
+        tracing::warn!(error = %e, "could not delete ended dashboard sessions");
+    }
     tracing::info!(user_id = %user.user_id, guilds = ?user.guild_ids, admin = ?user.admin_guild_ids, all = user.all_guilds, "dashboard login");
     Ok(Response::builder()
         .status(StatusCode::FOUND)

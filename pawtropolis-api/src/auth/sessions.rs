@@ -103,7 +103,29 @@ pub async fn create_session(
     Ok(secret)
 }
 
-/// Ends the session with this secret; false when there was none.
+/// Deletes the sessions that can no longer be used (logged out, revoked, idle too long or
+/// past their absolute expiry) and the Discord tokens they hold. Run at each login, it keeps
+/// the table to the sessions that could still be used, instead of a row per login forever.
+/// Returns the number deleted.
+pub async fn purge_ended_sessions(
+    db: &DatabaseConnection,
+    login: &LoginSettings,
+    now_s: i64,
+) -> Result<u64, DbErr> {
+    db::execute(
+        db,
+        "DELETE FROM dashboard_session \
+         WHERE revoked_at_s IS NOT NULL OR created_at_s <= $1 OR last_seen_at_s <= $2",
+        vec![
+            now_s.saturating_sub(login.absolute_secs).into(),
+            now_s.saturating_sub(login.idle_secs).into(),
+        ],
+    )
+    .await
+}
+
+/// Ends the session with this secret; false when there was none. The user's Discord token is
+/// forgotten with it.
 pub async fn revoke_session(
     db: &DatabaseConnection,
     secret: &str,
@@ -111,7 +133,8 @@ pub async fn revoke_session(
 ) -> Result<bool, DbErr> {
     Ok(db::execute(
         db,
-        "UPDATE dashboard_session SET revoked_at_s = $1 WHERE id_hash = $2 AND revoked_at_s IS NULL",
+        "UPDATE dashboard_session SET revoked_at_s = $1, discord_access_token = '' \
+         WHERE id_hash = $2 AND revoked_at_s IS NULL",
         vec![now_s.into(), hash_token(secret).into()],
     )
     .await?
@@ -218,7 +241,7 @@ impl SessionStore {
                 Err(LoginError::Unauthorized) => {
                     db::execute(
                         &self.db,
-                        "UPDATE dashboard_session SET revoked_at_s = $1 WHERE id = $2",
+                        "UPDATE dashboard_session SET revoked_at_s = $1, discord_access_token = '' WHERE id = $2",
                         vec![now.into(), row.id.into()],
                     )
                     .await?;

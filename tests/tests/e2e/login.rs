@@ -633,3 +633,68 @@ async fn a_logout_ends_its_sessions_streams_at_once() {
         l.app.finish().await;
     }
 }
+
+/// Sessions that can no longer be used do not pile up with the Discord tokens in them: a
+/// logout forgets the token at once, and each login deletes the logged-out, idle and expired
+/// sessions, leaving the live ones alone.
+#[tokio::test]
+async fn ended_sessions_are_deleted_with_their_discord_tokens() {
+    for backend in backends() {
+        let l = start(&backend).await;
+        let sessions = || async {
+            l.app
+                .tdb
+                .rows(
+                    "SELECT user_id, discord_access_token, revoked_at_s FROM dashboard_session ORDER BY id",
+                    vec![],
+                )
+                .await
+                .iter()
+                .map(|r| {
+                    (
+                        r.try_get::<String>("", "user_id").unwrap(),
+                        r.try_get::<String>("", "discord_access_token").unwrap(),
+                        r.try_get::<Option<i64>>("", "revoked_at_s").unwrap().is_some(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let gone = log_in(&l, MOD_A, "code-1").await;
+        let live = log_in(&l, ADMIN_A, "code-2").await;
+        let out = l
+            .app
+            .client
+            .post(format!("{}/auth/logout", l.app.base))
+            .header("cookie", format!("paw_session={gone}"))
+            .header("origin", &l.origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.status(), 204);
+        let rows = sessions().await;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].1.as_str(), rows[0].2),
+            ("", true),
+            "the logged-out session keeps no Discord token"
+        );
+        assert!(!rows[1].1.is_empty() && !rows[1].2);
+
+        // Seven hours later one session has been idle past 6 hours; the other was used three
+        // hours ago.
+        let idle = log_in(&l, MOD_A, "code-3").await;
+        l.clock.advance(4 * 3600);
+        assert_eq!(me(&l, &live).await.0, 200);
+        l.clock.advance(3 * 3600);
+        let _new = log_in(&l, OWNER, "code-4").await;
+        let users: Vec<String> = sessions().await.into_iter().map(|r| r.0).collect();
+        assert_eq!(
+            users,
+            [ADMIN_A, OWNER],
+            "the logged-out and the idle sessions are deleted"
+        );
+        assert_eq!(me(&l, &live).await.0, 200, "a live session is kept");
+        assert_eq!(me(&l, &idle).await.0, 401);
+        l.app.finish().await;
+    }
+}
