@@ -219,6 +219,7 @@ impl PawtropolisApiBuilder {
             Arc::new(auth::login::Login {
                 discord: auth::discord::DiscordLogin::new(&settings),
                 store: auth::SessionStore::new(self.db.clone(), clock.clone(), settings.clone()),
+                exchanges: auth::throttle::ExchangeThrottle::default(),
                 settings,
             })
         });

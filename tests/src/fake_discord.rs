@@ -30,6 +30,9 @@ pub enum Trouble {
     RateLimitedTimes(f64, u32),
 }
 
+/// The id under which [`FakeDiscord::set_trouble`] troubles the OAuth2 token endpoint.
+pub const OAUTH_TOKEN: &str = "oauth-token";
+
 /// A user the fake knows.
 #[derive(Debug, Clone, Default)]
 pub struct FakeUser {
@@ -200,6 +203,11 @@ fn bearer_user(req: &poem::Request, state: &State) -> Option<String> {
 #[handler]
 async fn oauth_token(body: String, state: Data<&Arc<State>>) -> Response {
     state.calls.lock().unwrap().push("oauth token".into());
+    // Only trouble set for this route itself (the default trouble is for lookups).
+    let own = state.trouble.lock().unwrap().contains_key(OAUTH_TOKEN);
+    if own && let Some(resp) = trouble(&state, OAUTH_TOKEN).await {
+        return resp;
+    }
     let form: HashMap<String, String> = body
         .split('&')
         .filter_map(|kv| kv.split_once('='))

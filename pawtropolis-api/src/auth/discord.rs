@@ -17,6 +17,9 @@ pub enum LoginError {
     /// Discord failed or could not be reached.
     #[error("Discord could not be reached: {0}")]
     Unavailable(String),
+    /// Discord rate limited the call; it may be tried again after this wait.
+    #[error("Discord rate limited the call (retry after {0:?})")]
+    RateLimited(Duration),
 }
 
 /// A Discord HTTP client for the login (the user's own OAuth2 token, not the bot's).
@@ -109,6 +112,9 @@ impl DiscordLogin {
             .send()
             .await
             .map_err(|e| LoginError::Unavailable(e.to_string()))?;
+        if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(LoginError::RateLimited(retry_after(resp).await));
+        }
         let reply: TokenReply = Self::check(resp)?
             .json()
             .await

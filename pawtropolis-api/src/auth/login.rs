@@ -15,6 +15,7 @@ use super::{
     SESSION_COOKIE,
     discord::{DiscordLogin, guild_access, user_avatar},
     sessions::{SessionStore, SessionUser, create_session, purge_ended_sessions, revoke_session},
+    throttle::{ExchangeThrottle, Refusal},
 };
 use crate::{
     error::ApiError,
@@ -34,6 +35,8 @@ pub(crate) struct Login {
     pub settings: LoginSettings,
     pub discord: DiscordLogin,
     pub store: SessionStore,
+    /// The budget of calls to Discord's token endpoint.
+    pub exchanges: ExchangeThrottle,
 }
 
 fn cookie(login: &LoginSettings, name: &str, value: &str, path: &str, max_age: i64) -> String {
@@ -130,7 +133,32 @@ async fn finish_login(
             }
         }
     };
-    let token = login.discord.exchange(&code).await.map_err(unavailable)?;
+    login.exchanges.admit().map_err(|refusal| match refusal {
+        Refusal::Budget { retry_after_secs } => ApiError::RateLimited {
+            retry_after_secs,
+            message: "too many logins at once; try again shortly".into(),
+        },
+        Refusal::Discord { retry_after_secs } => ApiError::Unavailable {
+            retry_after_secs,
+            message: "Discord is rate limiting logins; try again shortly".into(),
+        },
+    })?;
+    let token = match login.discord.exchange(&code).await {
+        Err(super::discord::LoginError::RateLimited(wait)) => {
+            tracing::warn!(
+                wait_ms = wait.as_millis() as u64,
+                "Discord rate limited the token exchange; logins wait"
+            );
+            login.exchanges.hold(wait);
+            return Err(ApiError::Unavailable {
+                retry_after_secs: u64::try_from(wait.as_millis().div_ceil(1000))
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+                message: "Discord is rate limiting logins; try again shortly".into(),
+            });
+        }
+        other => other.map_err(unavailable)?,
+    };
     let me = login.discord.me(&token).await.map_err(unavailable)?;
     let access = guild_access(
         &state.db,

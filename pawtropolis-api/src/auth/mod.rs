@@ -12,6 +12,7 @@ pub(crate) mod logouts;
 mod principal;
 mod scheme;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 mod verifier;
 

@@ -4,7 +4,7 @@
 use pawtropolis_api::ManualClock;
 use pawtropolis_tests::{
     Backend, GUILD_A, GUILD_B, TestApp, backends,
-    fake_discord::{FakeDiscord, FakeMember, FakeUser},
+    fake_discord::{FakeDiscord, FakeMember, FakeUser, OAUTH_TOKEN, Trouble},
     operations, send_op,
     sse::SseClient,
 };
@@ -150,6 +150,13 @@ async fn log_in(l: &Login, user: &str, code: &str) -> String {
 /// Starts a login and comes back through the callback as Discord would for `user`; returns
 /// the callback's response.
 async fn callback(l: &Login, user: &str, code: &str) -> reqwest::Response {
+    l.fake.add_oauth_code(code, user);
+    come_back_with(l, code).await
+}
+
+/// Starts a login and comes back through the callback with `code`, whatever Discord makes of
+/// it.
+async fn come_back_with(l: &Login, code: &str) -> reqwest::Response {
     let client = no_redirects();
     let resp = client
         .get(format!("{}/auth/login", l.app.base))
@@ -183,7 +190,6 @@ async fn callback(l: &Login, user: &str, code: &str) -> reqwest::Response {
     assert_eq!(state_cookie, state);
     assert!(raw.contains("HttpOnly") && raw.contains("SameSite=Lax"));
 
-    l.fake.add_oauth_code(code, user);
     client
         .get(format!(
             "{}/auth/callback?code={code}&state={state}",
@@ -695,6 +701,71 @@ async fn ended_sessions_are_deleted_with_their_discord_tokens() {
         );
         assert_eq!(me(&l, &live).await.0, 200, "a live session is kept");
         assert_eq!(me(&l, &idle).await.0, 401);
+        l.app.finish().await;
+    }
+}
+
+/// Made-up codes cannot make the server post its client secret to Discord without limit
+/// (Discord bans an address that sends it too many invalid requests): past the budget a
+/// callback is refused before Discord is asked; a 429 from the token endpoint holds every
+/// login until its `retry_after`.
+#[tokio::test]
+async fn token_exchanges_have_a_budget_and_respect_discords_rate_limit() {
+    for backend in backends() {
+        let l = start(&backend).await;
+        let exchanges = || {
+            l.fake
+                .calls()
+                .iter()
+                .filter(|c| *c == "oauth token")
+                .count()
+        };
+        // Discord asks for a wait: this login and the next are refused without asking again.
+        l.fake
+            .set_trouble(OAUTH_TOKEN, Trouble::RateLimitedTimes(30.0, 1));
+        let resp = callback(&l, MOD_A, "code-1").await;
+        assert_eq!(resp.status(), 503);
+        let wait: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((29..=30).contains(&wait), "{wait}");
+        let resp = callback(&l, MOD_A, "code-2").await;
+        assert_eq!(resp.status(), 503);
+        assert_eq!(exchanges(), 1, "held: Discord is not asked");
+        l.app.finish().await;
+
+        let l = start(&backend).await;
+        let exchanges = || {
+            l.fake
+                .calls()
+                .iter()
+                .filter(|c| *c == "oauth token")
+                .count()
+        };
+        let mut refused = 0;
+        let began = std::time::Instant::now();
+        for i in 0..70 {
+            let resp = come_back_with(&l, &format!("made-up-{i}")).await;
+            match resp.status().as_u16() {
+                403 => {}
+                429 => {
+                    assert!(resp.headers().contains_key("retry-after"));
+                    refused += 1;
+                }
+                s => panic!("callback {i}: {s}"),
+            }
+        }
+        // A burst of 60, then one more a second.
+        let budget = 60 + began.elapsed().as_secs() as usize + 1;
+        assert!(exchanges() <= budget, "{} exchanges", exchanges());
+        assert!(refused > 0);
+        assert_eq!(
+            exchanges() + refused,
+            70,
+            "a refused callback does not ask Discord"
+        );
         l.app.finish().await;
     }
 }
