@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The resource does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The request body is larger than the operation accepts (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The request came from another origin than the dashboard's (403, code `bad_origin`).
     #[error("{0}")]
     BadOrigin(String),
@@ -101,6 +104,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::BadOrigin(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -116,6 +120,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::BadOrigin(_) => "bad_origin",
             Self::NotFound(_) => "not_found",
+            Self::PayloadTooLarge(_) => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable { .. } => "unavailable",
             Self::Database(_) | Self::Internal(_) => "internal",

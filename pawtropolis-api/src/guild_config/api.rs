@@ -38,6 +38,11 @@ enum ConfigUpdateResponse {
     /// The update was applied.
     #[oai(status = 200)]
     Ok(JsonBytes<ConfigUpdated>),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    #[allow(dead_code)]
+    // The body's extractor answers it (an `ApiError`); listed for the document.
+    PayloadTooLarge(poem_openapi::payload::Json<crate::error::ErrorBody>),
 }
 
 #[poem_openapi::OpenApi(tag = "ApiTags::Config")]
@@ -81,7 +86,7 @@ impl ConfigApi {
         let guild_id = guild_id.0;
         let principal = auth.principal();
         principal.authorize_edit(&guild_id)?;
-        let changes = parse_update(&body.fields)?;
+        let changes = parse_update(&body.fields()?)?;
         let (config, changed) = apply_update(
             &state.db,
             &guild_id,

@@ -12,13 +12,26 @@ use crate::error::ApiError;
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A JSON object request body documented as the schema of `T` but handed to the handler as a
-/// map, so that validation can name every bad field in its 400 (poem-openapi's own parser
-/// reports type errors without the field name) and tell an absent field from a `null` one.
+/// A JSON object request body documented as the schema of `T` but handed to the handler as
+/// bytes, parsed by [`fields`](Self::fields) into a map, so that validation can name every bad
+/// field in its 400 (poem-openapi's own parser reports type errors without the field name)
+/// and tell an absent field from a `null` one. The handler parses it only after it has
+/// checked who is asking: a caller who may not edit gets 403 whatever they sent.
 pub struct JsonObject<T> {
-    /// The fields as sent.
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    bytes: bytes::Bytes,
     _schema: PhantomData<fn() -> T>,
+}
+
+impl<T> JsonObject<T> {
+    /// The fields as sent; a 400 when the body is not a JSON object.
+    pub fn fields(&self) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        let value: serde_json::Value = serde_json::from_slice(&self.bytes)
+            .map_err(|e| ApiError::invalid(format!("body is not valid JSON: {e}")))?;
+        match value {
+            serde_json::Value::Object(fields) => Ok(fields),
+            _ => Err(ApiError::invalid("body must be a JSON object")),
+        }
+    }
 }
 
 impl<T: Type> Payload for JsonObject<T> {
@@ -44,31 +57,24 @@ impl<T: Type> ParsePayload for JsonObject<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let too_large =
+            || ApiError::PayloadTooLarge(format!("body is larger than {MAX_BODY_BYTES} bytes"));
         if request
             .header("content-length")
             .and_then(|v| v.parse::<usize>().ok())
             .is_some_and(|n| n > MAX_BODY_BYTES)
         {
-            return Err(
-                ApiError::invalid(format!("body is larger than {MAX_BODY_BYTES} bytes")).into(),
-            );
+            return Err(too_large().into());
         }
         let bytes = body
             .take()?
             .into_bytes_limit(MAX_BODY_BYTES)
             .await
-            .map_err(|_| {
-                ApiError::invalid(format!("body is larger than {MAX_BODY_BYTES} bytes"))
-            })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid(format!("body is not valid JSON: {e}")))?;
-        match value {
-            serde_json::Value::Object(fields) => Ok(Self {
-                fields,
-                _schema: PhantomData,
-            }),
-            _ => Err(ApiError::invalid("body must be a JSON object").into()),
-        }
+            .map_err(|_| too_large())?;
+        Ok(Self {
+            bytes,
+            _schema: PhantomData,
+        })
     }
 }
 

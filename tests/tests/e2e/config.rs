@@ -249,3 +249,35 @@ async fn concurrent_edits_record_one_chain_of_changes() {
         app.finish().await;
     }
 }
+
+/// A body too large is 413; a caller who may not edit the guild gets 403 whatever the body
+/// holds (it is parsed only after the access check).
+#[tokio::test]
+async fn oversized_bodies_are_413_and_access_is_checked_before_the_body() {
+    for backend in backends() {
+        let app = TestApp::spawn(&backend).await;
+        let token = app.token(&[GUILD_A]).await;
+        let put = |guild: &str, body: String| {
+            app.client
+                .put(format!("{}/api/config?guild_id={guild}", app.base))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        let big = format!("{{\"reviewer_role_id\": \"{}\"}}", "9".repeat(70_000));
+        let resp = put(GUILD_A, big).await.unwrap();
+        assert_eq!(resp.status(), 413);
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "payload_too_large", "{err}");
+        let resp = put(pawtropolis_tests::GUILD_B, "{".into()).await.unwrap();
+        assert_eq!(
+            resp.status(),
+            403,
+            "another guild: refused before the body is read"
+        );
+        let resp = put(GUILD_A, "{".into()).await.unwrap();
+        assert_eq!(resp.status(), 400);
+        app.finish().await;
+    }
+}
