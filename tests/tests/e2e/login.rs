@@ -214,6 +214,20 @@ async fn me(l: &Login, session: &str) -> (u16, serde_json::Value) {
     (status, resp.json().await.unwrap_or_default())
 }
 
+/// `POST /auth/logout` with `session`, from `origin`; the status.
+async fn log_out(l: &Login, session: &str, origin: &str) -> u16 {
+    l.app
+        .client
+        .post(format!("{}/auth/logout", l.app.base))
+        .header("cookie", format!("paw_session={session}"))
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 async fn every_route(l: &Login, guild: &str, session: &str) -> Vec<(String, u16)> {
     let cookie = format!("paw_session={session}");
     let mut out = Vec::new();
@@ -460,16 +474,7 @@ async fn bad_cookies_state_mismatch_and_cross_site_requests() {
         let body: serde_json::Value = put.json().await.unwrap();
         assert_eq!(body["error"]["code"], "bad_origin", "{body}");
         assert_eq!(config_update(&l, &admin).await, 200, "from the dashboard");
-        let out = l
-            .app
-            .client
-            .post(format!("{}/auth/logout", l.app.base))
-            .header("cookie", format!("paw_session={session}"))
-            .header("origin", "https://evil.example.com")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.status(), 403);
+        assert_eq!(log_out(&l, &session, "https://evil.example.com").await, 403);
         assert_eq!(
             me(&l, &session).await.0,
             200,
@@ -532,16 +537,7 @@ async fn bad_cookies_state_mismatch_and_cross_site_requests() {
         }
 
         // Logged out: 401 everywhere.
-        let out = l
-            .app
-            .client
-            .post(format!("{}/auth/logout", l.app.base))
-            .header("cookie", format!("paw_session={session}"))
-            .header("origin", &l.origin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.status(), 204);
+        assert_eq!(log_out(&l, &session, &l.origin).await, 204);
         for (what, s) in every_route(&l, GUILD_A, &session).await {
             assert_eq!(s, 401, "logged-out cookie: {what}");
         }
@@ -618,16 +614,7 @@ async fn a_logout_ends_its_sessions_streams_at_once() {
                 .expect("open");
             streams.push((session, stream));
         }
-        let out = l
-            .app
-            .client
-            .post(format!("{}/auth/logout", l.app.base))
-            .header("cookie", format!("paw_session={}", streams[0].0))
-            .header("origin", &l.origin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.status(), 204);
+        assert_eq!(log_out(&l, &streams[0].0, &l.origin).await, 204);
         assert!(
             streams[0].1.ended_within(Duration::from_secs(3)).await,
             "the logged-out session's stream"
@@ -667,16 +654,7 @@ async fn ended_sessions_are_deleted_with_their_discord_tokens() {
         };
         let gone = log_in(&l, MOD_A, "code-1").await;
         let live = log_in(&l, ADMIN_A, "code-2").await;
-        let out = l
-            .app
-            .client
-            .post(format!("{}/auth/logout", l.app.base))
-            .header("cookie", format!("paw_session={gone}"))
-            .header("origin", &l.origin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.status(), 204);
+        assert_eq!(log_out(&l, &gone, &l.origin).await, 204);
         let rows = sessions().await;
         assert_eq!(rows.len(), 2);
         assert_eq!(
