@@ -305,7 +305,9 @@ impl Settings {
             let parsed: poem::http::Uri = url.parse().map_err(|_| bad_origin(&url))?;
             let scheme = parsed.scheme_str().map(str::to_ascii_lowercase);
             let origin_only = matches!(scheme.as_deref(), Some("http" | "https"))
-                && parsed.authority().is_some()
+                && parsed
+                    .authority()
+                    .is_some_and(|a| !a.as_str().contains('@'))
                 && matches!(parsed.path(), "" | "/")
                 && parsed.query().is_none();
             if !origin_only {
@@ -346,8 +348,13 @@ impl Settings {
         let Ok(parsed) = url.parse::<poem::http::Uri>() else {
             return Some(url.to_owned());
         };
+        let bare = matches!(parsed.path(), "" | "/")
+            && parsed.query().is_none()
+            && parsed
+                .authority()
+                .is_some_and(|a| !a.as_str().contains('@'));
         match (parsed.scheme_str(), parsed.host()) {
-            (Some(scheme), Some(host)) if matches!(parsed.path(), "" | "/") => {
+            (Some(scheme), Some(host)) if bare => {
                 let scheme = scheme.to_ascii_lowercase();
                 let port = match (scheme.as_str(), parsed.port_u16()) {
                     ("https", Some(443)) | ("http", Some(80)) | (_, None) => String::new(),
@@ -504,6 +511,8 @@ mod tests {
             "dash.example.org",
             "ftp://dash.example.org",
             "https://dash.example.org/app",
+            "https://dash.example.org?x=1",
+            "https://user@dash.example.org",
         ] {
             let cli = parse(&["--public-url", bad]).unwrap();
             let e = cli.settings.check().expect_err(bad).to_string();

@@ -507,7 +507,8 @@ export interface components {
             modmail_opens: number;
             /**
              * Format: int64
-             * @description Decisions whose response time is known (they have an earlier `app_submitted`).
+             * @description Decisions whose response time is known (they have an `app_submitted` at or before
+             *     them).
              */
             decisions_timed: number;
             /**

@@ -15,7 +15,7 @@ use super::{
     SESSION_COOKIE,
     discord::{DiscordLogin, guild_access, user_avatar},
     sessions::{SessionStore, SessionUser, create_session, purge_ended_sessions, revoke_session},
-    throttle::{ExchangeThrottle, Refusal},
+    throttle::{ExchangeThrottle, Held},
 };
 use crate::{
     error::ApiError,
@@ -35,7 +35,7 @@ pub(crate) struct Login {
     pub settings: LoginSettings,
     pub discord: DiscordLogin,
     pub store: SessionStore,
-    /// The budget of calls to Discord's token endpoint.
+    /// Discord's hold on calls to its token endpoint.
     pub exchanges: ExchangeThrottle,
 }
 
@@ -133,29 +133,18 @@ async fn finish_login(
             }
         }
     };
-    login.exchanges.admit().map_err(|refusal| match refusal {
-        Refusal::Budget { retry_after_secs } => ApiError::RateLimited {
-            retry_after_secs,
-            message: "too many logins at once; try again shortly".into(),
-        },
-        Refusal::Discord { retry_after_secs } => ApiError::Unavailable {
-            retry_after_secs,
-            message: "Discord is rate limiting logins; try again shortly".into(),
-        },
-    })?;
+    let held = |h: Held| ApiError::Unavailable {
+        retry_after_secs: h.retry_after_secs,
+        message: "Discord is rate limiting logins; try again shortly".into(),
+    };
+    login.exchanges.admit().map_err(held)?;
     let token = match login.discord.exchange(&code).await {
         Err(super::discord::LoginError::RateLimited(wait)) => {
             tracing::warn!(
                 wait_ms = wait.as_millis() as u64,
                 "Discord rate limited the token exchange; logins wait"
             );
-            login.exchanges.hold(wait);
-            return Err(ApiError::Unavailable {
-                retry_after_secs: u64::try_from(wait.as_millis().div_ceil(1000))
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-                message: "Discord is rate limiting logins; try again shortly".into(),
-            });
+            return Err(held(login.exchanges.hold(wait)));
         }
         other => other.map_err(unavailable)?,
     };

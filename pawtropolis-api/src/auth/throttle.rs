@@ -1,122 +1,74 @@
-//! A budget on the login's calls to Discord's OAuth2 token endpoint.
+//! Discord's hold on the login's calls to its OAuth2 token endpoint.
 //!
-//! Anyone can start a login and come back to `/auth/callback` with a made-up code, and each
-//! such callback makes the server post its client secret to Discord, which answers 400.
-//! Discord bans an address that sends it too many invalid requests (10,000 in 10 minutes),
-//! and the bot's own calls come from the same address. So the exchanges of the whole process
-//! share one budget, far below that, and a 429 from the token endpoint stops them all until
-//! Discord's `retry_after` has passed.
+//! Discord asks clients to wait out a 429's `retry_after` before calling again, and bans for
+//! a while an address that keeps sending it requests answered 401, 403 or 429; the bot's own
+//! calls come from the same address. So after a 429 from the token endpoint no login asks
+//! again until the wait is over: the callbacks in between are answered 503 at once.
 
-use std::{num::NonZeroU32, sync::Mutex, time::Duration};
+use std::{sync::Mutex, time::Duration};
 
-use governor::{
-    Quota, RateLimiter,
-    clock::{Clock as _, DefaultClock},
-    state::{InMemoryState, NotKeyed},
-};
 use tokio::time::Instant;
 
-/// Token exchanges per minute for the whole process (a burst of this many, refilled evenly).
-pub const EXCHANGES_PER_MINUTE: u32 = 60;
-
-/// Why an exchange may not be tried now.
+/// Discord's rate limit holds the token exchanges for this many more seconds (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// This process's budget is spent (429).
-    Budget {
-        /// Seconds until one more exchange may be tried (at least 1).
-        retry_after_secs: u64,
-    },
-    /// Discord rate limited the token endpoint (503).
-    Discord {
-        /// Seconds until Discord's wait is over (at least 1).
-        retry_after_secs: u64,
-    },
+pub struct Held {
+    /// Seconds until the hold is over, rounded up.
+    pub retry_after_secs: u64,
 }
 
-/// The budget of token exchanges and Discord's current hold on them.
+/// When the token exchanges may go on.
+#[derive(Default)]
 pub struct ExchangeThrottle {
-    budget: RateLimiter<NotKeyed, InMemoryState, DefaultClock>,
     held_until: Mutex<Option<Instant>>,
 }
 
-impl Default for ExchangeThrottle {
-    fn default() -> Self {
-        Self::new(NonZeroU32::new(EXCHANGES_PER_MINUTE).unwrap_or(NonZeroU32::MIN))
-    }
-}
-
-fn whole_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
 impl ExchangeThrottle {
-    /// A throttle of `per_minute` exchanges.
-    pub fn new(per_minute: NonZeroU32) -> Self {
-        Self {
-            budget: RateLimiter::direct(Quota::per_minute(per_minute)),
-            held_until: Mutex::new(None),
-        }
-    }
-
-    /// Takes one exchange from the budget, unless Discord's hold or the budget refuses it.
-    pub fn admit(&self) -> Result<(), Refusal> {
+    /// `Ok` when an exchange may be tried now.
+    pub fn admit(&self) -> Result<(), Held> {
         let held = *self.held_until.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(until) = held
-            && let Some(left) = until.checked_duration_since(Instant::now())
-            && !left.is_zero()
-        {
-            return Err(Refusal::Discord {
-                retry_after_secs: whole_secs(left).max(1),
-            });
+        match held.map(|until| until.saturating_duration_since(Instant::now())) {
+            Some(left) if !left.is_zero() => Err(Held {
+                retry_after_secs: (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1),
+            }),
+            _ => Ok(()),
         }
-        self.budget.check().map_err(|not_until| Refusal::Budget {
-            retry_after_secs: whole_secs(not_until.wait_time_from(DefaultClock::default().now()))
-                .max(1),
-        })
     }
 
-    /// Stops every exchange for `wait` (Discord's `retry_after`; a longer hold already in
-    /// place is kept).
-    pub fn hold(&self, wait: Duration) {
+    /// Holds every exchange for `wait` (Discord's `retry_after`; a longer hold already in place
+    /// is kept) and returns the hold now in force.
+    pub fn hold(&self, wait: Duration) -> Held {
         let until = Instant::now() + wait;
-        let mut held = self.held_until.lock().unwrap_or_else(|p| p.into_inner());
-        if held.is_none_or(|h| h < until) {
-            *held = Some(until);
+        {
+            let mut held = self.held_until.lock().unwrap_or_else(|p| p.into_inner());
+            if held.is_none_or(|h| h < until) {
+                *held = Some(until);
+            }
         }
+        self.admit().err().unwrap_or(Held {
+            retry_after_secs: 1,
+        })
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_budget_refuses_past_its_burst() {
-        let t = ExchangeThrottle::new(NonZeroU32::new(3).unwrap());
-        for _ in 0..3 {
-            assert_eq!(t.admit(), Ok(()));
-        }
-        match t.admit() {
-            // One exchange comes back every 20 s.
-            Err(Refusal::Budget { retry_after_secs }) => {
-                assert!((1..=20).contains(&retry_after_secs), "{retry_after_secs}")
-            }
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn a_discord_hold_refuses_until_it_ends() {
         let t = ExchangeThrottle::default();
-        t.hold(Duration::from_millis(1_500));
-        t.hold(Duration::from_millis(10));
+        assert_eq!(t.admit(), Ok(()));
         assert_eq!(
-            t.admit(),
-            Err(Refusal::Discord {
+            t.hold(Duration::from_millis(1_500)),
+            Held {
                 retry_after_secs: 2
-            }),
+            }
+        );
+        assert_eq!(
+            t.hold(Duration::from_millis(10)),
+            Held {
+                retry_after_secs: 2
+            },
             "the longer hold stays"
         );
         tokio::time::advance(Duration::from_millis(1_600)).await;

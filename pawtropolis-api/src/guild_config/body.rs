@@ -16,7 +16,8 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// bytes, parsed by [`fields`](Self::fields) into a map, so that validation can name every bad
 /// field in its 400 (poem-openapi's own parser reports type errors without the field name)
 /// and tell an absent field from a `null` one. The handler parses it only after it has
-/// checked who is asking: a caller who may not edit gets 403 whatever they sent.
+/// checked who is asking: a caller who may not edit gets 403 whatever the body holds (only a
+/// body over 64 KiB is refused first, with 413, as it is not read at all).
 pub struct JsonObject<T> {
     bytes: bytes::Bytes,
     _schema: PhantomData<fn() -> T>,
@@ -70,7 +71,10 @@ impl<T: Type> ParsePayload for JsonObject<T> {
             .take()?
             .into_bytes_limit(MAX_BODY_BYTES)
             .await
-            .map_err(|_| too_large())?;
+            .map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
+                other => other.into(),
+            })?;
         Ok(Self {
             bytes,
             _schema: PhantomData,

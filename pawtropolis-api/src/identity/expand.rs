@@ -101,10 +101,12 @@ pub async fn identities_for(
 
 /// Whether a reply carrying `warnings` may be cached like one without: true when asking again
 /// soon would give the same answer (Discord does not know the user, the id is not one, or no
-/// Discord client is configured), false when Discord was slow, down or rate limiting.
+/// Discord client is configured to ask), false when Discord was slow, down or rate limiting,
+/// or the identities could not be read.
 pub fn warnings_last(resolver: &IdentityResolver, warnings: &[Warning]) -> bool {
-    !resolver.asks_discord()
-        || warnings
-            .iter()
-            .all(|w| matches!(w.code.as_str(), "not_found" | "invalid_id"))
+    warnings.iter().all(|w| match w.code.as_str() {
+        "not_found" | "invalid_id" => true,
+        "discord_unavailable" => !resolver.asks_discord(),
+        _ => false,
+    })
 }

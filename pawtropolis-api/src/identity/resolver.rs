@@ -262,7 +262,12 @@ impl IdentityResolver {
                         None => None,
                         // A lookup queued behind others until the reply's deadline passed
                         // would be dropped unanswered: Discord is not asked at all.
-                        Some(_) if Instant::now() >= deadline => Some(Err(self.timed_out())),
+                        Some(_) if Instant::now() >= deadline => {
+                            Some(Err(FetchError::Unavailable(format!(
+                                "not asked: the reply's {} ms wait for Discord was over",
+                                self.timeout.as_millis()
+                            ))))
+                        }
                         Some(source) => Some(
                             tokio::time::timeout_at(
                                 deadline,
@@ -719,7 +724,8 @@ mod tests {
     #[tokio::test]
     async fn batches_of_one_reply_share_one_deadline() {
         let settings = ApiSettings {
-            discord_timeout: Duration::from_millis(100),
+            // Long enough for the first round to start on a loaded machine.
+            discord_timeout: Duration::from_millis(1_000),
             ..ApiSettings::default()
         };
         let source = Arc::new(Silent::default());
@@ -750,5 +756,38 @@ mod tests {
             "{asked} lookups reached Discord; at most one round of {} may start before the deadline",
             settings.discord_concurrency
         );
+    }
+
+    /// A reply may be cached with the warnings that would come back on every request, and
+    /// only with those.
+    #[tokio::test]
+    async fn only_lasting_warnings_let_a_reply_be_cached() {
+        let settings = ApiSettings::default();
+        let clock = Arc::new(ManualClock::new(1_761_004_800));
+        let without = IdentityResolver::new(user_cache_db().await, None, clock.clone(), &settings);
+        let with = IdentityResolver::new(
+            user_cache_db().await,
+            Some(Arc::new(Silent::default())),
+            clock,
+            &settings,
+        );
+        let id = Snowflake::parse("ids", "697169405422862417").unwrap();
+        let of = |code: &str| vec![warning(&id, code, "")];
+        let last = crate::identity::expand::warnings_last;
+        for (code, without_client, with_client) in [
+            ("not_found", true, true),
+            ("invalid_id", true, true),
+            ("discord_unavailable", true, false),
+            ("rate_limited", false, false),
+            ("lookup_failed", false, false),
+        ] {
+            assert_eq!(
+                last(&without, &of(code)),
+                without_client,
+                "{code}, no client"
+            );
+            assert_eq!(last(&with, &of(code)), with_client, "{code}, a client");
+        }
+        assert!(last(&with, &[]));
     }
 }

@@ -56,8 +56,8 @@ fn chart_params(
 }
 
 /// The cached reply under `key`, or `compute`'s, encoded once and kept for
-/// `PAWTROPOLIS_METRICS_CACHE_SECS` when `compute` says it may be (a reply with fallback
-/// identities is not kept); 304 when `If-None-Match` names it.
+/// `PAWTROPOLIS_METRICS_CACHE_SECS` when `compute` says it may be (not a reply whose
+/// identities Discord may give on the next request); 304 when `If-None-Match` names it.
 async fn cached<T, F, Fut>(
     state: &ApiState,
     key: String,
@@ -80,7 +80,7 @@ where
                 cache.put(key, body.bytes().clone());
                 (body, cache.ttl_secs())
             } else {
-                // A reply with warnings (Discord was down) should be asked for again.
+                // Identities Discord could not give now may come on the next request.
                 (body, 0)
             }
         }

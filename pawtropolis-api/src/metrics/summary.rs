@@ -22,7 +22,8 @@ pub struct ModeratorMetrics {
     pub kicks: i64,
     /// `modmail_open` actions.
     pub modmail_opens: i64,
-    /// Decisions whose response time is known (they have an earlier `app_submitted`).
+    /// Decisions whose response time is known (they have an `app_submitted` at or before
+    /// them).
     pub decisions_timed: i64,
     /// Mean seconds from an application's latest `app_submitted` to this moderator's decision,
     /// rounded to the second; null without timed decisions.
