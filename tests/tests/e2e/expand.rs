@@ -19,6 +19,15 @@ fn moderator(i: u64) -> String {
 }
 
 async fn start(backend: &Backend, fake: &FakeDiscord) -> (TestApp, String) {
+    start_waiting(backend, fake, "300").await
+}
+
+/// [`start`] with Discord lookups cut off after `timeout_ms`.
+async fn start_waiting(
+    backend: &Backend,
+    fake: &FakeDiscord,
+    timeout_ms: &str,
+) -> (TestApp, String) {
     let app = TestApp::spawn_with(
         backend,
         &[
@@ -29,7 +38,7 @@ async fn start(backend: &Backend, fake: &FakeDiscord) -> (TestApp, String) {
             "--discord-api-base",
             &fake.base,
             "--discord-timeout-ms",
-            "300",
+            timeout_ms,
         ],
     )
     .await;
@@ -219,7 +228,8 @@ async fn a_page_with_150_moderators_is_resolved_in_batches() {
             );
             fake.add_member(GUILD_A, &id, FakeMember::default());
         }
-        let (app, token) = start(&backend, &fake).await;
+        // 150 lookups, 8 at a time, share one wait: give a loaded CI machine room.
+        let (app, token) = start_waiting(&backend, &fake, "10000").await;
         for i in 0..150 {
             app.tdb
                 .insert_action(
