@@ -301,18 +301,10 @@ impl Settings {
     /// Refuses settings the server cannot run with, naming what to fix: a public URL that is
     /// not an origin, and a Discord login with only some of its three settings.
     pub fn check(&self) -> anyhow::Result<()> {
-        if let Some(url) = self.public_origin() {
-            let parsed: poem::http::Uri = url.parse().map_err(|_| bad_origin(&url))?;
-            let scheme = parsed.scheme_str().map(str::to_ascii_lowercase);
-            let origin_only = matches!(scheme.as_deref(), Some("http" | "https"))
-                && parsed
-                    .authority()
-                    .is_some_and(|a| !a.as_str().contains('@'))
-                && matches!(parsed.path(), "" | "/")
-                && parsed.query().is_none();
-            if !origin_only {
-                return Err(bad_origin(&url));
-            }
+        if let Some(url) = self.public_url_written()
+            && origin_of(url).is_none()
+        {
+            return Err(bad_origin(url));
         }
         let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
         let login = [
@@ -335,36 +327,19 @@ impl Settings {
     }
 
     /// `PAWTROPOLIS_PUBLIC_URL` without surrounding whitespace (an env file with CRLF line
-    /// ends leaves a `\r`) or a trailing `/`; `None` when unset or blank. An origin is
-    /// written as browsers send it in `Origin`, which CORS compares byte for byte: scheme and
-    /// host in lower case, no default port (`HTTPS://Dash.Example.org:443` becomes
-    /// `https://dash.example.org`).
-    fn public_origin(&self) -> Option<String> {
-        let url = self
-            .public_url
+    /// ends leaves a `\r`) or a trailing `/`; `None` when unset or blank.
+    fn public_url_written(&self) -> Option<&str> {
+        self.public_url
             .as_deref()
             .map(|u| u.trim().trim_end_matches('/'))
-            .filter(|u| !u.is_empty())?;
-        let Ok(parsed) = url.parse::<poem::http::Uri>() else {
-            return Some(url.to_owned());
-        };
-        let bare = matches!(parsed.path(), "" | "/")
-            && parsed.query().is_none()
-            && parsed
-                .authority()
-                .is_some_and(|a| !a.as_str().contains('@'));
-        match (parsed.scheme_str(), parsed.host()) {
-            (Some(scheme), Some(host)) if bare => {
-                let scheme = scheme.to_ascii_lowercase();
-                let port = match (scheme.as_str(), parsed.port_u16()) {
-                    ("https", Some(443)) | ("http", Some(80)) | (_, None) => String::new(),
-                    (_, Some(p)) => format!(":{p}"),
-                };
-                Some(format!("{scheme}://{}{port}", host.to_ascii_lowercase()))
-            }
-            // Not an origin: kept as written for `check` to name it.
-            _ => Some(url.to_owned()),
-        }
+            .filter(|u| !u.is_empty())
+    }
+
+    /// The public URL as an origin (see [`origin_of`]); as written when it is not one, which
+    /// `check` refuses.
+    fn public_origin(&self) -> Option<String> {
+        let url = self.public_url_written()?;
+        Some(origin_of(url).unwrap_or_else(|| url.to_owned()))
     }
 
     /// The library settings these flags describe.
@@ -436,6 +411,27 @@ impl Settings {
         }
         Some(Arc::new(http))
     }
+}
+
+/// `url` written as browsers send it in `Origin`, which CORS compares byte for byte: scheme
+/// and host in lower case, no default port (`HTTPS://Dash.Example.org:443` becomes
+/// `https://dash.example.org`). `None` unless `url` is an http(s) origin alone: no user info,
+/// path or query.
+fn origin_of(url: &str) -> Option<String> {
+    let parsed: poem::http::Uri = url.parse().ok()?;
+    let scheme = parsed.scheme_str()?.to_ascii_lowercase();
+    let bare = matches!(scheme.as_str(), "http" | "https")
+        && parsed
+            .authority()
+            .is_some_and(|a| !a.as_str().contains('@'))
+        && matches!(parsed.path(), "" | "/")
+        && parsed.query().is_none();
+    let host = parsed.host().filter(|_| bare)?.to_ascii_lowercase();
+    let port = match (scheme.as_str(), parsed.port_u16()) {
+        ("https", Some(443)) | ("http", Some(80)) | (_, None) => String::new(),
+        (_, Some(p)) => format!(":{p}"),
+    };
+    Some(format!("{scheme}://{host}{port}"))
 }
 
 fn bad_origin(url: &str) -> anyhow::Error {

@@ -22,29 +22,29 @@ pub struct ExchangeThrottle {
     held_until: Mutex<Option<Instant>>,
 }
 
+/// The hold that lasts until `until`, if it has not ended.
+fn held(until: Instant) -> Option<Held> {
+    let left = until.saturating_duration_since(Instant::now());
+    (!left.is_zero()).then(|| Held {
+        retry_after_secs: (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1),
+    })
+}
+
 impl ExchangeThrottle {
     /// `Ok` when an exchange may be tried now.
     pub fn admit(&self) -> Result<(), Held> {
-        let held = *self.held_until.lock().unwrap_or_else(|p| p.into_inner());
-        match held.map(|until| until.saturating_duration_since(Instant::now())) {
-            Some(left) if !left.is_zero() => Err(Held {
-                retry_after_secs: (left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1),
-            }),
-            _ => Ok(()),
-        }
+        let until = *self.held_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.and_then(held).map_or(Ok(()), Err)
     }
 
     /// Holds every exchange for `wait` (Discord's `retry_after`; a longer hold already in place
     /// is kept) and returns the hold now in force.
     pub fn hold(&self, wait: Duration) -> Held {
-        let until = Instant::now() + wait;
-        {
-            let mut held = self.held_until.lock().unwrap_or_else(|p| p.into_inner());
-            if held.is_none_or(|h| h < until) {
-                *held = Some(until);
-            }
-        }
-        self.admit().err().unwrap_or(Held {
+        let mut until = self.held_until.lock().unwrap_or_else(|p| p.into_inner());
+        let asked = Instant::now() + wait;
+        let later = until.map_or(asked, |t| t.max(asked));
+        *until = Some(later);
+        held(later).unwrap_or(Held {
             retry_after_secs: 1,
         })
     }

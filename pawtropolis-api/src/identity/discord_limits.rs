@@ -16,7 +16,7 @@ use std::{
 
 use serenity::http::RatelimitInfo;
 
-use super::holds::Holds;
+use super::holds::{Holds, later, left};
 
 /// Waits serenity announced: for the whole bot (global limits), per guild (member lookups),
 /// and for the user route (lookups of non-members, whatever the guild).
@@ -68,8 +68,7 @@ impl DiscordRateLimits {
         } else if let Some(guild) = member_route_guild(url) {
             state.holds.hold_guild(guild, wait);
         } else if is_user_route(url) {
-            let until = Instant::now() + wait;
-            state.users = Some(state.users.map_or(until, |t| t.max(until)));
+            state.users = Some(later(state.users, Instant::now() + wait));
         }
     }
 
@@ -86,8 +85,7 @@ impl DiscordRateLimits {
     /// What is left of a limit on user lookups (global limits aside), the route every guild's
     /// non-members are looked up on.
     pub fn user_wait(&self) -> Option<Duration> {
-        let now = Instant::now();
-        self.state().users.filter(|t| *t > now).map(|t| t - now)
+        left(self.state().users)
     }
 
     /// A callback for [`Ratelimiter::set_ratelimit_callback`](serenity::http::Ratelimiter::set_ratelimit_callback).

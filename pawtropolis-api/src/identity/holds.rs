@@ -17,11 +17,13 @@ pub(crate) struct Holds {
     guilds: HashMap<u64, Instant>,
 }
 
-fn later(current: Option<Instant>, until: Instant) -> Instant {
+/// The later of a hold in place and `until`.
+pub(super) fn later(current: Option<Instant>, until: Instant) -> Instant {
     current.map_or(until, |t| t.max(until))
 }
 
-fn left(until: Option<Instant>) -> Option<Duration> {
+/// What is left of a hold, if it has not ended.
+pub(super) fn left(until: Option<Instant>) -> Option<Duration> {
     let now = Instant::now();
     until.filter(|t| *t > now).map(|t| t - now)
 }
