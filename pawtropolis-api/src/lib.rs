@@ -224,11 +224,9 @@ impl PawtropolisApiBuilder {
             })
         });
         // Default: API tokens, plus dashboard sessions when the Discord login is configured.
+        let tokens = ApiTokenVerifier::new(self.db.clone(), clock.clone());
         let verifier = self.verifier.unwrap_or_else(|| {
-            let mut chain = auth::VerifierChain::new().with(Arc::new(ApiTokenVerifier::new(
-                self.db.clone(),
-                clock.clone(),
-            )));
+            let mut chain = auth::VerifierChain::new().with(Arc::new(tokens.clone()));
             if let Some(l) = &login {
                 chain = chain.with(Arc::new(l.store.clone()));
             }
@@ -249,6 +247,8 @@ impl PawtropolisApiBuilder {
         let identity =
             IdentityResolver::new(self.db.clone(), source, clock.clone(), &self.settings);
         let feed = feed::ActionFeed::start(self.db.clone(), self.settings.sse_poll).await?;
+        let ended = Arc::new(auth::ended::EndedCredentials::default());
+        follow_endings(&feed, ended.clone(), tokens);
         let streams = Arc::new(logs::stream::StreamLimits::new(
             self.settings.sse_max_streams,
             self.settings.sse_max_streams_per_principal,
@@ -261,7 +261,7 @@ impl PawtropolisApiBuilder {
             feed,
             streams,
             login,
-            logouts: auth::logouts::Logouts::default(),
+            ended,
             metrics_cache: MetricsCache::new(self.settings.metrics_cache_secs),
             db: self.db,
             settings: self.settings,
@@ -278,6 +278,34 @@ impl PawtropolisApiBuilder {
         });
         Ok(PawtropolisApi { state })
     }
+}
+
+/// Ends the streams of credentials announced as ended, and stops trusting such tokens without
+/// asking the database, until the feed is gone. The task holds no handle of the feed, so it
+/// does not keep the feed alive.
+fn follow_endings(
+    feed: &feed::ActionFeed,
+    ended: Arc<auth::ended::EndedCredentials>,
+    tokens: ApiTokenVerifier,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut notices = feed.ended_credentials();
+    tokio::spawn(async move {
+        loop {
+            match notices.recv().await {
+                // Forgotten first: a request after the stream ended must find it revoked.
+                Ok(hash) => {
+                    tokens.forget(&hash);
+                    ended.ended(&hash);
+                }
+                Err(RecvError::Lagged(n)) => tracing::warn!(
+                    missed = n,
+                    "missed ended credentials; their streams close at their next heartbeat"
+                ),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// Encoded `/api/users/resolve` replies kept: a reply of 100 ids is about 33 KB, and every

@@ -24,8 +24,8 @@ pub(crate) struct ApiState {
     pub feed: crate::feed::ActionFeed,
     pub streams: Arc<crate::logs::stream::StreamLimits>,
     pub login: Option<Arc<crate::auth::login::Login>>,
-    /// Logouts made here, which end their session's live streams at once.
-    pub logouts: crate::auth::logouts::Logouts,
+    /// Ended credentials (logouts, revocations), which end their live streams at once.
+    pub ended: Arc<crate::auth::ended::EndedCredentials>,
     pub identity: IdentityResolver,
     pub resolve_limiter: ResolveRateLimiter,
     /// Encoded resolve replies whose every entry was a fresh cache row: (body, ETag, expiry).

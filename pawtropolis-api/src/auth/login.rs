@@ -16,6 +16,7 @@ use super::{
     discord::{DiscordLogin, guild_access, user_avatar},
     sessions::{SessionStore, SessionUser, create_session, purge_ended_sessions, revoke_session},
     throttle::{ExchangeThrottle, Held},
+    tokens::hash_token,
 };
 use crate::{
     error::ApiError,
@@ -206,7 +207,7 @@ async fn end_session(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
         check_origin(&state, req)?;
         if let Some(c) = super::request_cookie(req, SESSION_COOKIE) {
             revoke_session(&state.db, &c, state.clock.now_s()).await?;
-            state.logouts.logged_out(&c);
+            state.ended.ended(&hash_token(&c));
         }
         Ok::<_, ApiError>(
             Response::builder()

@@ -7,8 +7,8 @@
 //! guild's configuration, [`Principal::authorize_edit`]).
 
 pub mod discord;
+pub mod ended;
 pub(crate) mod login;
-pub(crate) mod logouts;
 mod principal;
 mod scheme;
 pub mod sessions;

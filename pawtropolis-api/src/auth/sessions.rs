@@ -125,20 +125,26 @@ pub async fn purge_ended_sessions(
 }
 
 /// Ends the session with this secret; false when there was none. The user's Discord token is
-/// forgotten with it.
+/// forgotten with it, and the ending is announced to every instance (see
+/// [`super::ended`]), whose streams of the session end at once.
 pub async fn revoke_session(
     db: &DatabaseConnection,
     secret: &str,
     now_s: i64,
 ) -> Result<bool, DbErr> {
-    Ok(db::execute(
+    let hash = hash_token(secret);
+    let revoked = db::execute(
         db,
         "UPDATE dashboard_session SET revoked_at_s = $1, discord_access_token = '' \
          WHERE id_hash = $2 AND revoked_at_s IS NULL",
-        vec![now_s.into(), hash_token(secret).into()],
+        vec![now_s.into(), hash.clone().into()],
     )
     .await?
-        > 0)
+        > 0;
+    if revoked {
+        super::ended::announce(db, &hash).await;
+    }
+    Ok(revoked)
 }
 
 /// Seconds between re-check attempts of one session while Discord fails.
@@ -245,6 +251,8 @@ impl SessionStore {
                         vec![now.into(), row.id.into()],
                     )
                     .await?;
+                    // The session's other streams, here and elsewhere, end now too.
+                    super::ended::announce(&self.db, &hash_token(secret)).await;
                     return Ok(None);
                 }
                 // Discord trouble: keep the access checked last time for now, and try again in

@@ -125,7 +125,9 @@ pub async fn touch(db: &impl ConnectionTrait, id: i64, now_s: i64) -> Result<(),
     .map(|_| ())
 }
 
-/// Revokes a token given by its id or by its secret; returns false when no active token matched.
+/// Revokes a token given by its id or by its secret; returns false when no active token
+/// matched. The ending is announced to every instance (see [`super::ended`]), whose streams
+/// opened with the token end at once.
 pub async fn revoke(
     db: &impl ConnectionTrait,
     id_or_secret: &str,
@@ -135,13 +137,19 @@ pub async fn revoke(
         Ok(id) => ("id = $2", id.into()),
         Err(_) => ("token_hash = $2", hash_token(id_or_secret).into()),
     };
-    let n = db::execute(
+    let rows = db::query_all(
         db,
-        format!("UPDATE api_token SET revoked_at_s = $1 WHERE {cond} AND revoked_at_s IS NULL"),
+        format!(
+            "UPDATE api_token SET revoked_at_s = $1 WHERE {cond} AND revoked_at_s IS NULL \
+             RETURNING token_hash"
+        ),
         vec![now_s.into(), value],
     )
     .await?;
-    Ok(n > 0)
+    for row in &rows {
+        super::ended::announce(db, &row.try_get::<String>("", "token_hash")?).await;
+    }
+    Ok(!rows.is_empty())
 }
 
 /// Every token, newest first.

@@ -28,7 +28,8 @@ pub trait SessionVerifier: Send + Sync + 'static {
 }
 
 /// How long a verified token is trusted without asking the database again. A revocation made
-/// through another process (the CLI) takes effect within this time.
+/// through another process (the CLI) takes effect within this time on SQLite; on PostgreSQL
+/// it is announced (see [`super::ended`]) and takes effect at once.
 pub const TOKEN_RECHECK: Duration = Duration::from_secs(5);
 
 /// Verifies API tokens against the `api_token` table (tokens are stored as SHA-256 hashes).
@@ -48,6 +49,12 @@ impl ApiTokenVerifier {
             clock,
             recent: Arc::new(Lru::new(10_000)),
         }
+    }
+
+    /// Stops trusting the token whose secret hashes to `hash` without asking the database:
+    /// it was announced as revoked.
+    pub fn forget(&self, hash: &str) {
+        self.recent.remove(&hash.to_owned());
     }
 }
 

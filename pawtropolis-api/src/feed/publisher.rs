@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast, oneshot, watch};
 
 use crate::{
+    auth::ended::ENDED_CHANNEL,
     db,
     logs::{ITEM_COLUMNS, LogItem},
 };
@@ -332,7 +333,14 @@ struct Inner {
     wake: Arc<Notify>,
     /// Dropped with the last handle, which also ends the feed's thread.
     stop: watch::Sender<bool>,
+    /// Hashes of credentials announced as ended on [`ENDED_CHANNEL`].
+    ended: broadcast::Sender<Arc<str>>,
 }
+
+/// Ended credentials kept for a receiver that has not yet taken them: the one receiver
+/// forwards each at once, so only a burst of revocations could overflow it, and what it loses
+/// is caught by the streams' heartbeat checks.
+const ENDED_CAPACITY: usize = 256;
 
 /// Publishes new `action_log` rows in id order on broadcast channels, one for every guild and
 /// one per followed guild: woken by a short poll, at once by [`super::ActionRecorder`], and by
@@ -441,6 +449,7 @@ impl ActionFeed {
         let start = start_mark(&db, id_source).await?;
         let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         let (stop, _) = watch::channel(false);
+        let (ended, _) = broadcast::channel(ENDED_CAPACITY);
         let feed = Self {
             inner: Arc::new(Inner {
                 tx,
@@ -450,6 +459,7 @@ impl ActionFeed {
                 id_source,
                 wake: Arc::new(Notify::new()),
                 stop,
+                ended,
             }),
         };
         let target = Target::of(&db).await?;
@@ -458,6 +468,7 @@ impl ActionFeed {
             feed: Arc::downgrade(&feed.inner),
             wake: feed.inner.wake.clone(),
             stop: feed.inner.stop.subscribe(),
+            ended: feed.inner.ended.clone(),
             poll: poll.max(Duration::from_millis(10)),
         };
         std::thread::Builder::new()
@@ -549,6 +560,13 @@ impl ActionFeed {
             .recent
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Hashes of the credentials announced as ended from now on (a logout or a revocation
+    /// anywhere on the same PostgreSQL database, see [`crate::auth::ended`]); nothing comes on
+    /// SQLite. The mounted API follows it to end those credentials' streams.
+    pub fn ended_credentials(&self) -> broadcast::Receiver<Arc<str>> {
+        self.inner.ended.subscribe()
     }
 
     /// Looks for new rows now instead of at the next poll.
@@ -659,6 +677,7 @@ struct Worker {
     feed: Weak<Inner>,
     wake: Arc<Notify>,
     stop: watch::Receiver<bool>,
+    ended: broadcast::Sender<Arc<str>>,
     poll: Duration,
 }
 
@@ -719,6 +738,7 @@ impl Worker {
         tokio::spawn(listen(
             db.get_postgres_connection_pool().clone(),
             self.wake.clone(),
+            self.ended.clone(),
             self.stop.clone(),
         ))
     }
@@ -817,17 +837,28 @@ async fn guarded(
 }
 
 /// Wakes the feed on PostgreSQL `NOTIFY` from other writers (the poll stays the safety net
-/// when the listener is down).
-async fn listen(pool: sea_orm::sqlx::PgPool, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+/// when the listener is down), and passes on ended credentials.
+async fn listen(
+    pool: sea_orm::sqlx::PgPool,
+    wake: Arc<Notify>,
+    ended: broadcast::Sender<Arc<str>>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
-                if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                if let Err(e) = listener.listen_all([NOTIFY_CHANNEL, ENDED_CHANNEL]).await {
                     tracing::warn!(error = %e, "LISTEN failed; relying on the poll");
                 } else {
                     loop {
                         tokio::select! {
                             msg = listener.recv() => match msg {
+                                Ok(n) if n.channel() == ENDED_CHANNEL => {
+                                    // A hash, as stored; anything longer is not one.
+                                    if n.payload().len() <= 128 {
+                                        let _ = ended.send(Arc::from(n.payload()));
+                                    }
+                                }
                                 Ok(_) => wake.notify_one(),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");

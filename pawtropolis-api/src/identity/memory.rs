@@ -26,4 +26,9 @@ impl<K: Hash + Eq + Clone, V: Clone> Lru<K, V> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         guard.cache_set(key, value);
     }
+
+    pub fn remove(&self, key: &K) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = guard.cache_remove(key);
+    }
 }

@@ -375,12 +375,12 @@ impl StreamApi {
         };
         let state = state.0.clone();
         let held = held_credential(req, &auth);
-        // A logout made here ends a cookie's streams at once (other revocations, and logouts
-        // made through another instance, at the next heartbeat's check). Watched from here, not
-        // from the body: a logout while the stream replays must not slip past it.
-        let logout = match &held {
-            Some(Held::Cookie(c)) => Some(state.logouts.watch(c)),
-            _ => None,
+        // A logout or revocation ends the credential's streams at once (see `auth::ended`;
+        // by another process on SQLite, at the next heartbeat's check). Watched from here, not
+        // from the body: an ending while the stream replays must not slip past it.
+        let ended = match &held {
+            Some(Held::Cookie(c) | Held::Bearer(c)) => Some(state.ended.watch(c)),
+            None => None,
         };
         let guild = guild_id.into_string();
         let body = async_stream::stream! {
@@ -429,21 +429,18 @@ impl StreamApi {
             // instead of being added and removed under the channel's lock at every event. It
             // also ends a stream opened after the feed stopped.
             let stop = async move {
-                match logout {
-                    // Boxed: a stream without a cookie (most of them, from scripts) should not
-                    // carry the size of the second watch.
-                    Some(mut logout) => {
-                        Box::pin(async move {
-                            tokio::select! {
-                                _ = stopped.wait_for(|stopped| *stopped) => {}
-                                _ = logout.wait_for(|out| *out) => {}
-                            }
-                        })
-                        .await;
+                let ended = async move {
+                    match ended {
+                        Some(mut ended) => {
+                            let _ = ended.wait_for(|ended| *ended).await;
+                        }
+                        // A credential of the host's own verifier: checked at heartbeats only.
+                        None => std::future::pending().await,
                     }
-                    None => {
-                        let _ = stopped.wait_for(|stopped| *stopped).await;
-                    }
+                };
+                tokio::select! {
+                    _ = stopped.wait_for(|stopped| *stopped) => {}
+                    () = ended => {}
                 }
             };
             tokio::pin!(stop);

@@ -1,11 +1,11 @@
 //! Discord login against a fake Discord OAuth2 + API: sessions, guild-scoped access, role
 //! re-checks, cookie handling and cross-site protection.
 
-use pawtropolis_api::ManualClock;
+use pawtropolis_api::{ManualClock, auth::sessions::revoke_session};
 use pawtropolis_tests::{
     Backend, GUILD_A, GUILD_B, TestApp, backends,
     fake_discord::{FakeDiscord, FakeMember, FakeUser, OAUTH_TOKEN, Trouble},
-    operations, send_op,
+    operations, run_cli, send_op,
     sse::SseClient,
 };
 use std::time::Duration;
@@ -617,6 +617,75 @@ async fn a_logout_ends_its_sessions_streams_at_once() {
             !streams[1].1.ended_within(Duration::from_secs(1)).await,
             "another session's stream stays open"
         );
+        l.app.finish().await;
+    }
+}
+
+/// On PostgreSQL, a logout made through another instance and a `token revoke` run from the CLI
+/// end this server's streams of that session or token at once (announced with `NOTIFY`), long
+/// before the next heartbeat would find them ended, and the token is refused at once rather
+/// than trusted for its 5 s; streams of other credentials stay open. On SQLite, an ending
+/// made by another process reaches streams at their heartbeat.
+#[tokio::test]
+async fn endings_made_elsewhere_end_streams_at_once_on_postgres() {
+    for backend in backends() {
+        if backend == Backend::Sqlite {
+            continue;
+        }
+        let l = start_with_heartbeat(&backend, "600").await;
+        let path = format!("/api/logs/stream?guild_id={GUILD_A}");
+        let mut credentials = Vec::new();
+        for code in ["code-1", "code-2"] {
+            let session = log_in(&l, MOD_A, code).await;
+            credentials.push((session.clone(), format!("paw_session={session}"), "cookie"));
+        }
+        for _ in 0..2 {
+            let token = l.app.token(&[GUILD_A]).await;
+            credentials.push((token.clone(), format!("Bearer {token}"), "authorization"));
+        }
+        let mut streams = Vec::new();
+        for (_, value, header) in &credentials {
+            let mut stream = SseClient::connect_with(&l.app.base, &path, &[(header, value)]).await;
+            assert_eq!(stream.status, 200);
+            stream
+                .next_block(Duration::from_secs(5))
+                .await
+                .expect("open");
+            streams.push(stream);
+        }
+        // Another instance's logout: a connection of its own, none of this server's memory.
+        let ended = revoke_session(&l.app.tdb.db, &credentials[0].0, T0 + 1).await;
+        assert!(ended.unwrap(), "the session was live");
+        assert!(
+            streams[0].ended_within(Duration::from_secs(3)).await,
+            "the stream of the session logged out elsewhere"
+        );
+        let logs = format!("/api/logs?guild_id={GUILD_A}");
+        let token = &credentials[2].0;
+        assert_eq!(
+            l.app.get(&logs, token).await.status(),
+            200,
+            "trusted from now"
+        );
+        run_cli(&l.app.tdb.url, &["token", "revoke", token])
+            .await
+            .unwrap();
+        assert!(
+            streams[2].ended_within(Duration::from_secs(3)).await,
+            "the stream of the token revoked from the CLI"
+        );
+        assert_eq!(
+            l.app.get(&logs, token).await.status(),
+            401,
+            "the revoked token, checked again at once"
+        );
+        for i in [1, 3] {
+            assert!(
+                !streams[i].ended_within(Duration::from_secs(1)).await,
+                "the stream of another {} stays open",
+                credentials[i].2
+            );
+        }
         l.app.finish().await;
     }
 }

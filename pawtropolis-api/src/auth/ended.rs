@@ -1,0 +1,130 @@
+//! Credentials that ended (a logout, a revoked API token or session), so that the live streams
+//! opened with them end at once, not at their next heartbeat's check. A stream watches the
+//! credential it was opened with; an ending tells the watchers of that credential only (waking
+//! every stream to re-check would be a query per open stream per ending).
+//!
+//! Endings made through this process reach its streams directly. On PostgreSQL they are also
+//! announced with `NOTIFY` on [`ENDED_CHANNEL`], which the live feed's `LISTEN` connection
+//! hears, so a logout through one instance, or `token revoke` run from the CLI, ends the
+//! streams of every instance. On SQLite, endings made by another process reach streams at
+//! their next heartbeat.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use sea_orm::{ConnectionTrait, DbBackend};
+use tokio::sync::watch;
+
+use super::tokens::hash_token;
+use crate::db;
+
+/// PostgreSQL channel on which an ended credential is announced, the payload being the SHA-256
+/// hash (hex) of its secret, as stored in `api_token.token_hash` and `dashboard_session.id_hash`.
+/// Anything that revokes a token or a session in the database directly can send it too:
+/// `SELECT pg_notify('pawtropolis_credential_ended', <hash>)`.
+pub const ENDED_CHANNEL: &str = "pawtropolis_credential_ended";
+
+/// Announces to every instance on the same PostgreSQL database that the credential whose
+/// secret hashes to `hash` has ended (nothing to do on SQLite). Called after the ending has
+/// committed. A failure is logged, not returned: the ending stands, and the streams still
+/// close at their next heartbeat's check.
+pub(crate) async fn announce(db: &impl ConnectionTrait, hash: &str) {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    if let Err(e) = db::query_all(
+        db,
+        "SELECT pg_notify($1, $2)",
+        vec![ENDED_CHANNEL.into(), hash.into()],
+    )
+    .await
+    {
+        tracing::warn!(error = %e, "could not announce an ended credential; its streams on other instances close at their next heartbeat");
+    }
+}
+
+/// Live watches by the hash of the credential's secret (the secret itself stays out of memory
+/// once its streams are gone, as it stays out of the database).
+pub(crate) struct EndedCredentials {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    watched: HashMap<String, watch::Sender<bool>>,
+    /// Size at which entries no stream watches any more are dropped: twice what was left at
+    /// the last pruning, so that pruning stays linear however many credentials have streams.
+    prune_at: usize,
+}
+
+/// Smallest pruning size.
+const PRUNE_AT: usize = 1024;
+
+impl Default for EndedCredentials {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                watched: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
+        }
+    }
+}
+
+impl EndedCredentials {
+    /// A watch that turns `true` when the credential with `secret` ends.
+    pub fn watch(&self, secret: &str) -> watch::Receiver<bool> {
+        let key = hash_token(secret);
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = inner.watched.get(&key) {
+            return tx.subscribe();
+        }
+        if inner.watched.len() >= inner.prune_at {
+            inner.watched.retain(|_, tx| tx.receiver_count() > 0);
+            inner.prune_at = PRUNE_AT.max(2 * inner.watched.len());
+        }
+        let (tx, rx) = watch::channel(false);
+        inner.watched.insert(key, tx);
+        rx
+    }
+
+    /// The credential whose secret hashes to `hash` ended: its watches turn `true`.
+    pub fn ended(&self, hash: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = inner.watched.remove(hash) {
+            tx.send_replace(true);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|i| i.watched.len())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_ending_reaches_the_watches_of_its_credential_only() {
+        let ended = EndedCredentials::default();
+        let mut a1 = ended.watch("pws_a");
+        let mut a2 = ended.watch("pws_a");
+        let b = ended.watch("pws_b");
+        ended.ended(&hash_token("pws_a"));
+        a1.wait_for(|v| *v).await.unwrap();
+        a2.wait_for(|v| *v).await.unwrap();
+        assert!(!*b.borrow());
+        // Credentials nobody watches any more are dropped once the map has grown; a watched one
+        // stays and is still told.
+        for i in 0..PRUNE_AT {
+            drop(ended.watch(&format!("pws_{i}")));
+        }
+        assert_eq!(ended.len(), 2, "pws_b and the last one added");
+        ended.ended(&hash_token("pws_b"));
+        assert!(*b.borrow());
+    }
+}
