@@ -281,8 +281,8 @@ impl PawtropolisApiBuilder {
 }
 
 /// Ends the streams of credentials announced as ended, and stops trusting such tokens without
-/// asking the database, until the feed is gone. The task holds no handle of the feed, so it
-/// does not keep the feed alive.
+/// asking the database, until the feed stops, which ends every stream with a credential. The
+/// task holds no handle of the feed, so it does not keep the feed alive.
 fn follow_endings(
     feed: &feed::ActionFeed,
     ended: Arc<auth::ended::EndedCredentials>,
@@ -290,9 +290,17 @@ fn follow_endings(
 ) {
     use tokio::sync::broadcast::error::RecvError;
     let mut notices = feed.ended_credentials();
+    let mut stopped = feed.stopped();
     tokio::spawn(async move {
         loop {
-            match notices.recv().await {
+            let notice = tokio::select! {
+                notice = notices.recv() => notice,
+                _ = stopped.wait_for(|stopped| *stopped) => {
+                    ended.end_all();
+                    return;
+                }
+            };
+            match notice {
                 // Forgotten first: a request after the stream ended must find it revoked.
                 Ok(hash) => {
                     tokens.forget(&hash);

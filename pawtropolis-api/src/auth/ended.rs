@@ -50,6 +50,8 @@ pub(crate) struct EndedCredentials {
 
 struct Inner {
     watched: HashMap<String, watch::Sender<bool>>,
+    /// The API stopped: every watch, past and future, has turned `true`.
+    all_ended: bool,
     /// Size at which entries no stream watches any more are dropped: twice what was left at
     /// the last pruning, so that pruning stays linear however many credentials have streams.
     prune_at: usize,
@@ -63,6 +65,7 @@ impl Default for EndedCredentials {
         Self {
             inner: Mutex::new(Inner {
                 watched: HashMap::new(),
+                all_ended: false,
                 prune_at: PRUNE_AT,
             }),
         }
@@ -70,10 +73,14 @@ impl Default for EndedCredentials {
 }
 
 impl EndedCredentials {
-    /// A watch that turns `true` when the credential with `secret` ends.
+    /// A watch that turns `true` when the credential with `secret` ends, or the API stops (so
+    /// that a stream waits on one watch, not two: a few hundred bytes less per stream).
     pub fn watch(&self, secret: &str) -> watch::Receiver<bool> {
         let key = hash_token(secret);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.all_ended {
+            return watch::channel(true).1;
+        }
         if let Some(tx) = inner.watched.get(&key) {
             return tx.subscribe();
         }
@@ -90,6 +97,15 @@ impl EndedCredentials {
     pub fn ended(&self, hash: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = inner.watched.remove(hash) {
+            tx.send_replace(true);
+        }
+    }
+
+    /// The API stopped: every watch turns `true`, and so will every later one.
+    pub fn end_all(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.all_ended = true;
+        for (_, tx) in inner.watched.drain() {
             tx.send_replace(true);
         }
     }
@@ -126,5 +142,11 @@ mod tests {
         assert_eq!(ended.len(), 2, "pws_b and the last one added");
         ended.ended(&hash_token("pws_b"));
         assert!(*b.borrow());
+        // Stopping ends every watch, and every one made after.
+        let mut c = ended.watch("pws_c");
+        ended.end_all();
+        c.wait_for(|v| *v).await.unwrap();
+        assert!(*ended.watch("pws_d").borrow());
+        assert_eq!(ended.len(), 0);
     }
 }

@@ -429,18 +429,15 @@ impl StreamApi {
             // instead of being added and removed under the channel's lock at every event. It
             // also ends a stream opened after the feed stopped.
             let stop = async move {
-                let ended = async move {
-                    match ended {
-                        Some(mut ended) => {
-                            let _ = ended.wait_for(|ended| *ended).await;
-                        }
-                        // A credential of the host's own verifier: checked at heartbeats only.
-                        None => std::future::pending().await,
+                match ended {
+                    // Turns `true` on a stop too.
+                    Some(mut ended) => {
+                        let _ = ended.wait_for(|ended| *ended).await;
                     }
-                };
-                tokio::select! {
-                    _ = stopped.wait_for(|stopped| *stopped) => {}
-                    () = ended => {}
+                    // A credential of the host's own verifier: checked at heartbeats only.
+                    None => {
+                        let _ = stopped.wait_for(|stopped| *stopped).await;
+                    }
                 }
             };
             tokio::pin!(stop);
