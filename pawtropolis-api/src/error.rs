@@ -299,5 +299,20 @@ fn describe_param_error(name: &str, reason: &str) -> String {
     if reason.contains("snowflake") || (reason.contains("pattern") && reason.contains("16,19")) {
         return format!("{name} must be a Discord snowflake (17 to 20 digits, no leading zero)");
     }
+    // Numbers: poem-openapi names the schema ("integer(uint32)") or the failed validator
+    // ("minimum(1, exclusive: false)"); said in words instead.
+    if let Some(min) = reason
+        .split_once("minimum(")
+        .and_then(|(_, rest)| rest.split_once(','))
+        .map(|(min, _)| min.trim())
+    {
+        return format!("{name} must be at least {min}");
+    }
+    if reason.contains("\"integer(uint") {
+        return format!("{name} must be a whole number, 0 or more");
+    }
+    if reason.contains("\"integer(") {
+        return format!("{name} must be a whole number");
+    }
     format!("invalid parameter {name}: {reason}")
 }

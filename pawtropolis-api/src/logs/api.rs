@@ -82,6 +82,7 @@ impl LogsApi {
         until: Query<Option<String>>,
         /// Page size, 1 to 500 (default 50; a host that embeds the API may change both in
         /// its `ApiSettings`).
+        #[oai(validator(minimum(value = "1")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
@@ -93,6 +94,7 @@ impl LogsApi {
         auth.principal().authorize(&guild_id)?;
         let settings = &state.settings;
         let limit = limit.0.unwrap_or(settings.logs_default_limit);
+        // Zero is refused by the parameter's schema; the largest page is the host's setting.
         if limit == 0 || limit > settings.logs_max_limit {
             return Err(ApiError::invalid(format!(
                 "limit must be between 1 and {}",

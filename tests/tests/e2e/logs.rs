@@ -204,16 +204,20 @@ async fn filters_combine() {
 async fn bad_parameters_are_400_naming_the_parameter() {
     let app = TestApp::spawn(&pawtropolis_tests::Backend::Sqlite).await;
     let token = app.token(&[GUILD_A]).await;
-    for (query, name) in [
-        ("limit=0", "limit"),
-        ("limit=501", "limit"),
-        ("limit=abc", "limit"),
+    for (query, message) in [
+        ("limit=0", "limit must be at least 1"),
+        ("limit=501", "limit must be between 1 and 500"),
+        ("limit=abc", "limit must be a whole number, 0 or more"),
+        ("limit=-1", "limit must be a whole number, 0 or more"),
         ("since=yesterday", "since"),
         ("until=12:00", "until"),
-        ("moderator_id=123", "moderator_id"),
-        ("subject_id=abc", "subject_id"),
+        (
+            "moderator_id=123",
+            "moderator_id must be a Discord snowflake",
+        ),
+        ("subject_id=abc", "subject_id must be a Discord snowflake"),
         ("cursor=garbage", "cursor"),
-        ("since=200&until=100", "since"),
+        ("since=200&until=100", "since must not be after until"),
     ] {
         let (s, body) = app
             .get_json(&format!("/api/logs?guild_id={GUILD_A}&{query}"), &token)
@@ -221,10 +225,19 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         assert_eq!(s, 400, "{query}: {body}");
         assert_eq!(body["error"]["code"], "invalid_parameter");
         assert!(
-            body["error"]["message"].as_str().unwrap().contains(name),
+            body["error"]["message"].as_str().unwrap().contains(message),
             "{query}: {body}"
         );
     }
+    // The stream's resume id, refused by its schema's minimum, in the same words.
+    let (s, body) = app
+        .get_json(
+            &format!("/api/logs/stream?guild_id={GUILD_A}&last_event_id=-1"),
+            &token,
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"]["message"], "last_event_id must be at least 0");
     let (s, body) = app.get_json("/api/logs?guild_id=12", &token).await;
     assert_eq!(s, 400);
     assert!(
