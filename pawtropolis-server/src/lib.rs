@@ -336,7 +336,12 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
     Ok(())
 }
 
-/// Fills an empty database with demo data and returns a fresh token for the demo guild.
+/// Name of the tokens `serve --demo` creates.
+const DEMO_TOKEN_NAME: &str = "demo";
+
+/// Fills an empty database with demo data and returns a fresh token for the demo guild. The
+/// demo tokens of earlier starts are revoked: only their hashes are stored, so none can be
+/// shown again, and each start would otherwise leave one more live token behind.
 async fn prepare_demo(
     settings: &Settings,
     db: &DatabaseConnection,
@@ -381,13 +386,24 @@ async fn prepare_demo(
             "demo: the database already has {existing} actions; adding none"
         )?;
     }
-    let (_, secret) = tokens::create(
-        db,
-        "demo",
-        &[demo::DEMO_GUILD.to_owned()],
-        SystemClock.now_s(),
-    )
-    .await?;
+    let now = SystemClock.now_s();
+    let mut revoked = 0;
+    for t in tokens::list(db).await? {
+        if t.name == DEMO_TOKEN_NAME
+            && t.guild_ids == [demo::DEMO_GUILD]
+            && t.revoked_at_s.is_none()
+        {
+            revoked += usize::from(tokens::revoke(db, &t.id.to_string(), now).await?);
+        }
+    }
+    if revoked > 0 {
+        writeln!(
+            out,
+            "demo: revoked the demo token of an earlier start ({revoked} in all)"
+        )?;
+    }
+    let (_, secret) =
+        tokens::create(db, DEMO_TOKEN_NAME, &[demo::DEMO_GUILD.to_owned()], now).await?;
     Ok(secret)
 }
 
@@ -420,7 +436,41 @@ async fn shutdown_signal() {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    /// Each `serve --demo` start hands out a new token and revokes the one before; other
+    /// tokens, even of the demo guild, are left alone.
+    #[tokio::test]
+    async fn a_demo_start_revokes_the_demo_token_of_the_start_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/demo.db?mode=rwc", dir.path().display());
+        let cli = Cli::try_parse_from(["pawtropolis-server", "--database-url", &url]).unwrap();
+        let db = connect_and_migrate(&cli.settings).await.unwrap();
+        let mine = tokens::create(&db, "mine", &[demo::DEMO_GUILD.to_owned()], 1)
+            .await
+            .unwrap()
+            .1;
+        let mut out = Vec::new();
+        let first = prepare_demo(&cli.settings, &db, &mut out).await.unwrap();
+        let second = prepare_demo(&cli.settings, &db, &mut out).await.unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("revoked the demo token of an earlier start (1 in all)"),
+            "{out}"
+        );
+        let active = |secret: String| {
+            let db = db.clone();
+            async move { tokens::find_active(&db, &secret).await.unwrap().is_some() }
+        };
+        assert!(!active(first).await, "the first start's token");
+        assert!(active(second).await, "the latest start's token");
+        assert!(active(mine).await, "a token the demo did not make");
+        db.close().await.ok();
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(
