@@ -301,15 +301,19 @@ fn describe_param_error(name: &str, reason: &str) -> String {
     }
     // Numbers: poem-openapi names the schema ("integer(uint32)") or the failed validator
     // ("minimum(1, exclusive: false)"); said in words instead.
-    if let Some(min) = reason
+    if let Some((min, rest)) = reason
         .split_once("minimum(")
         .and_then(|(_, rest)| rest.split_once(','))
-        .map(|(min, _)| min.trim())
     {
-        return format!("{name} must be at least {min}");
+        let min = min.trim();
+        return if rest.trim_start().starts_with("exclusive: true") {
+            format!("{name} must be more than {min}")
+        } else {
+            format!("{name} must be at least {min}")
+        };
     }
     if reason.contains("\"integer(uint") {
-        return format!("{name} must be a whole number, 0 or more");
+        return format!("{name} must be a whole number, not negative");
     }
     if reason.contains("\"integer(") {
         return format!("{name} must be a whole number");

@@ -136,6 +136,9 @@ impl PawtropolisApi {
     /// graceful shutdown does not wait on streams that never end).
     pub fn shutdown(&self) {
         self.state.feed.stop();
+        // Streams with a credential wait on its watch, which a stop turns too; not left to
+        // the task that follows the feed, which may be gone with its runtime.
+        self.state.ended.end_all();
     }
 
     /// Resolves user ids to identities as `GET /api/users/resolve` does (without its rate
@@ -310,7 +313,10 @@ fn follow_endings(
                     missed = n,
                     "missed ended credentials; their streams close at their next heartbeat"
                 ),
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => {
+                    ended.end_all();
+                    return;
+                }
             }
         }
     });

@@ -7,9 +7,14 @@
 //! announced with `NOTIFY` on [`ENDED_CHANNEL`], which the live feed's `LISTEN` connection
 //! hears, so a logout through one instance, or `token revoke` run from the CLI, ends the
 //! streams of every instance. On SQLite, endings made by another process reach streams at
-//! their next heartbeat.
+//! their next heartbeat, as do announcements made while an instance's `LISTEN` connection is
+//! down.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use sea_orm::{ConnectionTrait, DbBackend};
 use tokio::sync::watch;
@@ -24,9 +29,11 @@ use crate::db;
 pub const ENDED_CHANNEL: &str = "pawtropolis_credential_ended";
 
 /// Announces to every instance on the same PostgreSQL database that the credential whose
-/// secret hashes to `hash` has ended (nothing to do on SQLite). Called after the ending has
-/// committed. A failure is logged, not returned: the ending stands, and the streams still
-/// close at their next heartbeat's check.
+/// secret hashes to `hash` has ended (nothing to do on SQLite). Called right after the
+/// ending's statement: on a plain connection it has committed; inside a caller's transaction
+/// PostgreSQL holds the announcement until the commit (and drops it on a rollback). A failure
+/// is logged, not returned: the ending stands, and the streams still close at their next
+/// heartbeat's check.
 pub(crate) async fn announce(db: &impl ConnectionTrait, hash: &str) {
     if db.get_database_backend() != DbBackend::Postgres {
         return;
@@ -50,6 +57,12 @@ pub(crate) struct EndedCredentials {
 
 struct Inner {
     watched: HashMap<String, watch::Sender<bool>>,
+    /// Credentials that ended lately, by hash: a stream whose credential was checked just
+    /// before its ending, and whose watch comes just after, must still end.
+    lately: HashMap<String, Instant>,
+    /// Size at which `lately` drops the endings older than [`LATELY`] (so it holds about a
+    /// minute's endings, each made by a logout or a revocation).
+    lately_prune_at: usize,
     /// The API stopped: every watch, past and future, has turned `true`.
     all_ended: bool,
     /// Size at which entries no stream watches any more are dropped: twice what was left at
@@ -60,11 +73,17 @@ struct Inner {
 /// Smallest pruning size.
 const PRUNE_AT: usize = 1024;
 
+/// How long an ending is remembered for watches made after it: far longer than a request
+/// takes from its credential check to its stream's watch.
+const LATELY: Duration = Duration::from_secs(60);
+
 impl Default for EndedCredentials {
     fn default() -> Self {
         Self {
             inner: Mutex::new(Inner {
                 watched: HashMap::new(),
+                lately: HashMap::new(),
+                lately_prune_at: PRUNE_AT,
                 all_ended: false,
                 prune_at: PRUNE_AT,
             }),
@@ -78,7 +97,12 @@ impl EndedCredentials {
     pub fn watch(&self, secret: &str) -> watch::Receiver<bool> {
         let key = hash_token(secret);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.all_ended {
+        if inner.all_ended
+            || inner
+                .lately
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < LATELY)
+        {
             return watch::channel(true).1;
         }
         if let Some(tx) = inner.watched.get(&key) {
@@ -99,6 +123,11 @@ impl EndedCredentials {
         if let Some(tx) = inner.watched.remove(hash) {
             tx.send_replace(true);
         }
+        if inner.lately.len() >= inner.lately_prune_at {
+            inner.lately.retain(|_, at| at.elapsed() < LATELY);
+            inner.lately_prune_at = PRUNE_AT.max(2 * inner.lately.len());
+        }
+        inner.lately.insert(hash.to_owned(), Instant::now());
     }
 
     /// The API stopped: every watch turns `true`, and so will every later one.
@@ -142,6 +171,9 @@ mod tests {
         assert_eq!(ended.len(), 2, "pws_b and the last one added");
         ended.ended(&hash_token("pws_b"));
         assert!(*b.borrow());
+        // A watch made just after its credential ended (checked just before) is ended too.
+        assert!(*ended.watch("pws_a").borrow());
+        assert!(!*ended.watch("pws_e").borrow());
         // Stopping ends every watch, and every one made after.
         let mut c = ended.watch("pws_c");
         ended.end_all();

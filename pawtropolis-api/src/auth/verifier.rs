@@ -39,6 +39,9 @@ pub struct ApiTokenVerifier {
     clock: Arc<dyn Clock>,
     /// Token hash → principal and when it was checked; keeps the database off the hot path.
     recent: Arc<Lru<String, (Principal, Instant)>>,
+    /// Token hash → when it was announced as revoked: a check that asked the database before
+    /// then may have read the token as active, and must not be trusted for the next 5 s.
+    forgotten: Arc<Lru<String, Instant>>,
 }
 
 impl ApiTokenVerifier {
@@ -48,12 +51,15 @@ impl ApiTokenVerifier {
             db,
             clock,
             recent: Arc::new(Lru::new(10_000)),
+            forgotten: Arc::new(Lru::new(1_000)),
         }
     }
 
     /// Stops trusting the token whose secret hashes to `hash` without asking the database:
-    /// it was announced as revoked.
+    /// it was announced as revoked. (The API follows the announcements for the verifier it
+    /// builds itself; a host that passes its own chain calls this for its own verifier.)
     pub fn forget(&self, hash: &str) {
+        self.forgotten.put(hash.to_owned(), Instant::now());
         self.recent.remove(&hash.to_owned());
     }
 }
@@ -74,6 +80,7 @@ impl SessionVerifier for ApiTokenVerifier {
             return Ok(Some(principal));
         }
         let now = self.clock.now_s();
+        let asked = Instant::now();
         let Some(found) = tokens::find_active_by_hash(&self.db, &hash).await? else {
             return Ok(None);
         };
@@ -88,7 +95,10 @@ impl SessionVerifier for ApiTokenVerifier {
             });
         }
         let principal = Principal::token(found.id, found.guild_ids);
-        self.recent.put(hash, (principal.clone(), Instant::now()));
+        // Revoked while the database was asked: the row read may predate the revocation.
+        if self.forgotten.get(&hash).is_none_or(|at| at < asked) {
+            self.recent.put(hash, (principal.clone(), Instant::now()));
+        }
         Ok(Some(principal))
     }
 }

@@ -721,7 +721,14 @@ impl Worker {
                 }
             }
             let listener = match db.get_database_backend() {
-                DbBackend::Postgres => Some(self.listen_on(&db)),
+                DbBackend::Postgres => {
+                    // The feed starts once it listens (or could not): an ending announced
+                    // right after start must not be missed while the listener connects.
+                    let (listening, started) = oneshot::channel();
+                    let handle = self.listen_on(&db, Some(listening));
+                    let _ = tokio::time::timeout(LISTEN_START, started).await;
+                    Some(handle)
+                }
                 _ => {
                     super::wal_watch::start(&db, self.wake.clone(), self.stop.clone()).await;
                     None
@@ -733,13 +740,19 @@ impl Worker {
         });
     }
 
-    /// `LISTEN`s on `db`'s pool (PostgreSQL) until the feed stops or the task is aborted.
-    fn listen_on(&self, db: &DatabaseConnection) -> tokio::task::JoinHandle<()> {
+    /// `LISTEN`s on `db`'s pool (PostgreSQL) until the feed stops or the task is aborted;
+    /// `listening` is told once the first `LISTEN` is in place, or dropped if it failed.
+    fn listen_on(
+        &self,
+        db: &DatabaseConnection,
+        listening: Option<oneshot::Sender<()>>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(listen(
             db.get_postgres_connection_pool().clone(),
             self.wake.clone(),
             self.ended.clone(),
             self.stop.clone(),
+            listening,
         ))
     }
 
@@ -789,7 +802,7 @@ impl Worker {
                             // The listener's connection went wherever the feed's did.
                             if let Some(old) = listener.take() {
                                 old.abort();
-                                listener = Some(self.listen_on(&db));
+                                listener = Some(self.listen_on(&db, None));
                             }
                         }
                         Ok(Err(e)) => {
@@ -805,6 +818,9 @@ impl Worker {
         }
     }
 }
+
+/// Longest the feed's start waits for its `LISTEN` to be in place.
+const LISTEN_START: Duration = Duration::from_secs(5);
 
 /// Longest a publishing pass may take. Nothing else publishes while one runs, so a query
 /// stuck on a database that stopped answering (a failover, a host gone without closing its
@@ -843,13 +859,17 @@ async fn listen(
     wake: Arc<Notify>,
     ended: broadcast::Sender<Arc<str>>,
     mut stop: watch::Receiver<bool>,
+    mut listening: Option<oneshot::Sender<()>>,
 ) {
     loop {
         match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
             Ok(mut listener) => {
                 if let Err(e) = listener.listen_all([NOTIFY_CHANNEL, ENDED_CHANNEL]).await {
-                    tracing::warn!(error = %e, "LISTEN failed; relying on the poll");
+                    tracing::warn!(error = %e, "LISTEN failed; relying on the poll (and on heartbeats for ended credentials)");
                 } else {
+                    if let Some(listening) = listening.take() {
+                        let _ = listening.send(());
+                    }
                     loop {
                         tokio::select! {
                             msg = listener.recv() => match msg {
@@ -870,8 +890,12 @@ async fn listen(
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot LISTEN; relying on the poll"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN; relying on the poll (and on heartbeats for ended credentials)")
+            }
         }
+        // The feed does not wait for a retry to start.
+        listening = None;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = stop.changed() => return,

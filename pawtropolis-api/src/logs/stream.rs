@@ -434,7 +434,7 @@ impl StreamApi {
                     Some(mut ended) => {
                         let _ = ended.wait_for(|ended| *ended).await;
                     }
-                    // A credential of the host's own verifier: checked at heartbeats only.
+                    // No credential held (not with the built-in extractor): the stop only.
                     None => {
                         let _ = stopped.wait_for(|stopped| *stopped).await;
                     }

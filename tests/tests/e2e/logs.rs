@@ -207,8 +207,8 @@ async fn bad_parameters_are_400_naming_the_parameter() {
     for (query, message) in [
         ("limit=0", "limit must be at least 1"),
         ("limit=501", "limit must be between 1 and 500"),
-        ("limit=abc", "limit must be a whole number, 0 or more"),
-        ("limit=-1", "limit must be a whole number, 0 or more"),
+        ("limit=abc", "limit must be a whole number, not negative"),
+        ("limit=-1", "limit must be a whole number, not negative"),
         ("since=yesterday", "since"),
         ("until=12:00", "until"),
         (
