@@ -296,21 +296,26 @@ fn describe_param_error(name: &str, reason: &str) -> String {
     if reason.contains("expects an input value") || reason.contains("found null") {
         return format!("{name} is required");
     }
-    if reason.contains("snowflake") || (reason.contains("pattern") && reason.contains("16,19")) {
+    if reason.contains("snowflake") || reason.contains(crate::snowflake::SNOWFLAKE_PATTERN) {
         return format!("{name} must be a Discord snowflake (17 to 20 digits, no leading zero)");
     }
     // Numbers: poem-openapi names the schema ("integer(uint32)") or the failed validator
     // ("minimum(1, exclusive: false)"); said in words instead.
-    if let Some((min, rest)) = reason
-        .split_once("minimum(")
-        .and_then(|(_, rest)| rest.split_once(','))
-    {
-        let min = min.trim();
-        return if rest.trim_start().starts_with("exclusive: true") {
-            format!("{name} must be more than {min}")
-        } else {
-            format!("{name} must be at least {min}")
-        };
+    for (validator, inclusive, exclusive) in [
+        ("minimum(", "at least", "more than"),
+        ("maximum(", "at most", "less than"),
+    ] {
+        if let Some((bound, rest)) = reason
+            .split_once(validator)
+            .and_then(|(_, rest)| rest.split_once(','))
+        {
+            let words = if rest.trim_start().starts_with("exclusive: true") {
+                exclusive
+            } else {
+                inclusive
+            };
+            return format!("{name} must be {words} {}", bound.trim());
+        }
     }
     if reason.contains("\"integer(uint") {
         return format!("{name} must be a whole number, not negative");

@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+mod allow;
 pub mod auth;
 pub mod clock;
 pub mod db;
@@ -217,6 +218,12 @@ impl PawtropolisApiBuilder {
     pub async fn build(mut self) -> Result<PawtropolisApi, ApiError> {
         // A zero period would make every stream's timer panic.
         self.settings.sse_heartbeat = self.settings.sse_heartbeat.max(MIN_HEARTBEAT);
+        // The document bounds `limit` to 1..=500 (its validator refuses more before any
+        // setting is read); a default outside the largest page would refuse every request
+        // without `limit`.
+        let max = self.settings.logs_max_limit.clamp(1, logs::LIMIT_MAX);
+        self.settings.logs_max_limit = max;
+        self.settings.logs_default_limit = self.settings.logs_default_limit.clamp(1, max);
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let login = self.settings.login.clone().map(|settings| {
             Arc::new(auth::login::Login {
@@ -394,22 +401,27 @@ pub fn register_api_routes(route: Route, api: &PawtropolisApi) -> Route {
     let with_cors = api.state.settings.public_url.is_some();
     // CORS inside the error renderer, so that its refusals get the JSON error body too.
     let api_tree = Route::new()
-        .at("/docs", openapi_doc::swagger_ui)
-        .at("/docs/", openapi_doc::swagger_ui)
-        .at("/openapi.json", openapi_doc::spec_endpoint)
+        .at("/docs", poem::get(openapi_doc::swagger_ui))
+        .at("/docs/", poem::get(openapi_doc::swagger_ui))
+        .at("/openapi.json", poem::get(openapi_doc::spec_endpoint))
         .nest("/", service)
         .with_if(with_cors, cors())
         .catch_all_error(error::render_error)
-        .data(api.state.clone());
-    let route = route
-        .nest("/api", api_tree)
-        .at("/health", health::health.data(api.state.clone()));
+        .data(api.state.clone())
+        .around(|ep, req| allow::add_allow(&allow::API, ep, req));
+    let route = route.nest("/api", api_tree).at(
+        "/health",
+        poem::get(health::health)
+            .data(api.state.clone())
+            .around(|ep, req| allow::add_allow(&allow::HEALTH, ep, req)),
+    );
     if api.state.login.is_some() {
         route.nest(
             "/auth",
             auth::login::routes()
                 .data(api.state.clone())
-                .with_if(with_cors, cors()),
+                .with_if(with_cors, cors())
+                .around(|ep, req| allow::add_allow(&allow::AUTH, ep, req)),
         )
     } else {
         route

@@ -46,9 +46,11 @@ pub struct ApiSettings {
     /// How long computed metrics are kept (`PAWTROPOLIS_METRICS_CACHE_SECS`, default 300; 0 turns
     /// the cache off).
     pub metrics_cache_secs: u64,
-    /// Default page size of `GET /api/logs`.
+    /// Default page size of `GET /api/logs` (50; raised to 1 and lowered to
+    /// `logs_max_limit` if outside them).
     pub logs_default_limit: u32,
-    /// Largest page size of `GET /api/logs`.
+    /// Largest page size of `GET /api/logs` (500, which is also the bound the OpenAPI document
+    /// gives `limit`: a host may lower it, and a larger value counts as 500).
     pub logs_max_limit: u32,
     /// Origin the dashboard is served from (`PAWTROPOLIS_PUBLIC_URL`); state-changing requests
     /// carrying another `Origin` are refused. `None` accepts requests without a browser origin

@@ -6,8 +6,11 @@ use std::fmt;
 
 use crate::error::ApiError;
 
-/// The pattern every snowflake parameter carries in the OpenAPI document.
-pub const SNOWFLAKE_PATTERN: &str = "^[1-9][0-9]{16,19}$";
+/// The pattern every snowflake parameter carries in the OpenAPI document: 17 to 20 digits
+/// without a leading zero, at most 18446744073709551615 (a snowflake is a 64-bit number). The
+/// alternatives after the first spell out the 20-digit numbers up to that bound, so that the
+/// document accepts exactly what the server does.
+pub const SNOWFLAKE_PATTERN: &str = "^(?:[1-9][0-9]{16,18}|1[0-7][0-9]{18}|18[0-3][0-9]{17}|184[0-3][0-9]{16}|1844[0-5][0-9]{15}|18446[0-6][0-9]{14}|184467[0-3][0-9]{13}|1844674[0-3][0-9]{12}|184467440[0-6][0-9]{10}|1844674407[0-2][0-9]{9}|18446744073[0-6][0-9]{8}|1844674407370[0-8][0-9]{6}|18446744073709[0-4][0-9]{5}|184467440737095[0-4][0-9]{4}|18446744073709550[0-9]{3}|18446744073709551[0-5][0-9]{2}|1844674407370955160[0-9]|1844674407370955161[0-4]|18446744073709551615)$";
 
 /// A validated Discord snowflake.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +71,49 @@ mod tests {
         assert!(Snowflake::parse("id", "18446744073709551615").is_ok());
     }
 
+    /// The document's pattern accepts exactly what `parse` accepts (untrimmed), around every
+    /// length and the 64-bit bound.
+    #[test]
+    fn the_pattern_matches_parse() {
+        let pattern = regex::Regex::new(SNOWFLAKE_PATTERN).unwrap_or_else(|e| panic!("{e}"));
+        let max = u64::MAX;
+        let mut values: Vec<String> = vec![
+            max.to_string(),
+            "18446744073709551616".into(),
+            "18446744073709551620".into(),
+            "19000000000000000000".into(),
+            "99999999999999999999".into(),
+            "10000000000000000000".into(),
+            "1".repeat(16),
+            "1".repeat(17),
+            "9".repeat(19),
+            "1".repeat(21),
+            format!("0{}", "1".repeat(16)),
+            format!(" {}", "1".repeat(17)),
+        ];
+        // Every number just below and above each bound of each digit of the largest one.
+        let digits = max.to_string();
+        for i in 0..digits.len() {
+            let prefix: u128 = digits[..=i].parse().unwrap_or_default();
+            let scale = 10u128.pow((digits.len() - i - 1) as u32);
+            for d in [0u128, 1, 2] {
+                for n in [(prefix + d) * scale, (prefix + d) * scale - 1] {
+                    values.push(n.to_string());
+                }
+                if prefix >= d {
+                    values.push(((prefix - d) * scale + scale - 1).to_string());
+                }
+            }
+        }
+        for n in (0..2_000u128).map(|k| u128::from(max) - 1_000 + k) {
+            values.push(n.to_string());
+        }
+        for v in &values {
+            let parsed = v.trim() == v && Snowflake::parse("id", v).is_ok();
+            assert_eq!(pattern.is_match(v), parsed, "{v}");
+        }
+    }
+
     #[test]
     fn rejects_bad_values_naming_the_field() {
         for bad in [
@@ -85,8 +131,8 @@ mod tests {
     }
 }
 
-/// In the OpenAPI document a snowflake is a string with the pattern `^[1-9][0-9]{16,19}$`; parameters
-/// and fields of this type are validated once, while being parsed.
+/// In the OpenAPI document a snowflake is a string with [`SNOWFLAKE_PATTERN`]; parameters and
+/// fields of this type are validated once, while being parsed.
 mod openapi {
     use std::borrow::Cow;
 

@@ -689,13 +689,13 @@ export interface operations {
                 subject_id?: string;
                 /** @description Keep only actions of this application. */
                 app_id?: string;
-                /** @description Keep rows at or after this time: Unix seconds or RFC 3339. */
+                /** @description Keep rows at or after this time: Unix seconds or RFC 3339 (blank: no bound). */
                 since?: string;
-                /** @description Keep rows at or before this time: Unix seconds or RFC 3339. */
+                /** @description Keep rows at or before this time: Unix seconds or RFC 3339 (blank: no bound). */
                 until?: string;
                 /**
-                 * @description Page size, 1 to 500 (default 50; a host that embeds the API may change both in
-                 *     its `ApiSettings`).
+                 * @description Page size, 1 to 500 (default 50; a host that embeds the API may change the default
+                 *     and lower the largest in its `ApiSettings`).
                  */
                 limit?: number;
                 /** @description `next_cursor` of the previous page. */
@@ -1270,6 +1270,15 @@ export interface operations {
             };
             /** @description The body is larger than 64 KiB. */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not sent as `application/json`. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

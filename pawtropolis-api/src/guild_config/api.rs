@@ -43,6 +43,11 @@ enum ConfigUpdateResponse {
     #[allow(dead_code)]
     // The body's extractor answers it (an `ApiError`); listed for the document.
     PayloadTooLarge(poem_openapi::payload::Json<crate::error::ErrorBody>),
+    /// The body is not sent as `application/json`.
+    #[oai(status = 415)]
+    #[allow(dead_code)]
+    // poem-openapi answers it before the handler runs; listed for the document.
+    UnsupportedMediaType(poem_openapi::payload::Json<crate::error::ErrorBody>),
 }
 
 #[poem_openapi::OpenApi(tag = "ApiTags::Config")]

@@ -76,13 +76,14 @@ impl LogsApi {
         subject_id: Query<Option<Snowflake>>,
         /// Keep only actions of this application.
         app_id: Query<Option<String>>,
-        /// Keep rows at or after this time: Unix seconds or RFC 3339.
+        /// Keep rows at or after this time: Unix seconds or RFC 3339 (blank: no bound).
         since: Query<Option<String>>,
-        /// Keep rows at or before this time: Unix seconds or RFC 3339.
+        /// Keep rows at or before this time: Unix seconds or RFC 3339 (blank: no bound).
         until: Query<Option<String>>,
-        /// Page size, 1 to 500 (default 50; a host that embeds the API may change both in
-        /// its `ApiSettings`).
-        #[oai(validator(minimum(value = "1")))]
+        /// Page size, 1 to 500 (default 50; a host that embeds the API may change the default
+        /// and lower the largest in its `ApiSettings`).
+        // The bound is `LIMIT_MAX`, spelled out as the attribute needs a literal.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
@@ -94,7 +95,7 @@ impl LogsApi {
         auth.principal().authorize(&guild_id)?;
         let settings = &state.settings;
         let limit = limit.0.unwrap_or(settings.logs_default_limit);
-        // Zero is refused by the parameter's schema; the largest page is the host's setting.
+        // The schema refuses 0 and more than `LIMIT_MAX`; a host may have lowered the largest.
         if limit == 0 || limit > settings.logs_max_limit {
             return Err(ApiError::invalid(format!(
                 "limit must be between 1 and {}",
@@ -109,9 +110,11 @@ impl LogsApi {
             Some(a) if a.trim().is_empty() => None,
             other => other,
         };
+        // A blank field of a filter form means "any", as for `action` and `app_id`.
         let parse = |field: &str, value: Option<String>| {
             value
                 .as_deref()
+                .filter(|t| !t.trim().is_empty())
                 .map(|t| parse_time_param(field, t))
                 .transpose()
         };

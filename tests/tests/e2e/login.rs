@@ -776,3 +776,24 @@ async fn a_rate_limited_token_exchange_holds_every_login() {
         l.app.finish().await;
     }
 }
+
+/// The login routes answer a method they do not have with 405 and the `Allow` header.
+#[tokio::test]
+async fn login_routes_refuse_other_methods_with_allow() {
+    let l = start(&Backend::Sqlite).await;
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/auth/logout", "POST"),
+        (reqwest::Method::POST, "/auth/me", "GET, HEAD"),
+        (reqwest::Method::DELETE, "/auth/login", "GET, HEAD"),
+        (reqwest::Method::PUT, "/auth/callback", "GET, HEAD"),
+    ] {
+        let resp = no_redirects()
+            .request(method.clone(), format!("{}{path}", l.app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+    }
+    l.app.finish().await;
+}

@@ -206,7 +206,7 @@ async fn bad_parameters_are_400_naming_the_parameter() {
     let token = app.token(&[GUILD_A]).await;
     for (query, message) in [
         ("limit=0", "limit must be at least 1"),
-        ("limit=501", "limit must be between 1 and 500"),
+        ("limit=501", "limit must be at most 500"),
         ("limit=abc", "limit must be a whole number, not negative"),
         ("limit=-1", "limit must be a whole number, not negative"),
         ("since=yesterday", "since"),
@@ -229,6 +229,14 @@ async fn bad_parameters_are_400_naming_the_parameter() {
             "{query}: {body}"
         );
     }
+    // Blank filters, as a form sends them, mean "any".
+    let (s, body) = app
+        .get_json(
+            &format!("/api/logs?guild_id={GUILD_A}&since=&until=%20&action=&app_id="),
+            &token,
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
     // The stream's resume id, refused by its schema's minimum, in the same words.
     let (s, body) = app
         .get_json(

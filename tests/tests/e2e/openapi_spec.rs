@@ -93,3 +93,47 @@ async fn served_document_is_complete() {
     assert!(ui.text().await.unwrap().contains("swagger"));
     app.finish().await;
 }
+
+/// A method a path does not answer gets 405 with the `Allow` header RFC 9110 requires,
+/// listing what the path answers: for every path of the served document (its documented
+/// methods, and HEAD beside GET), the document and its viewer, and `/health`.
+#[tokio::test]
+async fn undeclared_methods_are_405_with_allow() {
+    let app = TestApp::spawn(&Backend::Sqlite).await;
+    let token = app.token(&[pawtropolis_tests::GUILD_A]).await;
+    let ops = pawtropolis_tests::operations(&app, pawtropolis_tests::GUILD_A).await;
+    let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for op in &ops {
+        let path = op.url.split('?').next().unwrap().to_owned();
+        expected
+            .entry(path)
+            .or_default()
+            .push(op.method.as_str().to_owned());
+    }
+    for path in ["/api/docs", "/api/openapi.json", "/health"] {
+        expected.insert(format!("{}{path}", app.base), vec!["GET".to_owned()]);
+    }
+    for (url, mut methods) in expected {
+        if methods.iter().any(|m| m == "GET") {
+            methods.push("HEAD".to_owned());
+        }
+        methods.sort();
+        let resp = app
+            .client
+            .delete(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405, "DELETE {url}");
+        let mut allow: Vec<String> = resp.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(", ")
+            .map(str::to_owned)
+            .collect();
+        allow.sort();
+        assert_eq!(allow, methods, "Allow of {url}");
+    }
+    app.finish().await;
+}

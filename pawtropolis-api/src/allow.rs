@@ -1,0 +1,114 @@
+//! The `Allow` header of 405 replies, which RFC 9110 (§15.5.6) requires: the methods the path
+//! answers. poem's router refuses a method without saying which ones it has, so each mount of
+//! the API looks its paths up here: the documented operations from the OpenAPI document, the
+//! rest from the routes it registers.
+
+use std::{collections::HashMap, sync::Arc, sync::LazyLock};
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    http::{HeaderValue, StatusCode, header},
+};
+use serde_json::Value;
+
+/// The routes of one mount, by path within it.
+pub(crate) struct Allowed(HashMap<String, HeaderValue>);
+
+impl Allowed {
+    fn new<'a>(routes: impl IntoIterator<Item = (String, Vec<&'a str>)>) -> Self {
+        Self(
+            routes
+                .into_iter()
+                .filter_map(|(path, mut methods)| {
+                    // poem answers HEAD wherever it answers GET.
+                    if methods.contains(&"GET") {
+                        methods.push("HEAD");
+                    }
+                    HeaderValue::from_str(&methods.join(", "))
+                        .ok()
+                        .map(|v| (path, v))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// `/api`: the operations of the document (its paths start with `/api`), and the document and
+/// its viewer.
+pub(crate) static API: LazyLock<Allowed> = LazyLock::new(|| {
+    let doc: Value = serde_json::from_str(crate::openapi_doc::json()).unwrap_or_default();
+    let mut routes: Vec<(String, Vec<&str>)> = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, ops) in paths {
+            let Some(inner) = path.strip_prefix("/api") else {
+                continue;
+            };
+            let methods = ["get", "put", "post", "delete", "patch"]
+                .into_iter()
+                .filter(|m| ops.get(*m).is_some())
+                .map(|m| match m {
+                    "get" => "GET",
+                    "put" => "PUT",
+                    "post" => "POST",
+                    "delete" => "DELETE",
+                    _ => "PATCH",
+                })
+                .collect();
+            routes.push((inner.to_owned(), methods));
+        }
+    }
+    for path in ["/docs", "/docs/", "/openapi.json"] {
+        routes.push((path.to_owned(), vec!["GET"]));
+    }
+    Allowed::new(routes)
+});
+
+/// `/auth`: the login routes (`auth::login::routes`).
+pub(crate) static AUTH: LazyLock<Allowed> = LazyLock::new(|| {
+    Allowed::new([
+        ("/login".to_owned(), vec!["GET"]),
+        ("/callback".to_owned(), vec!["GET"]),
+        ("/logout".to_owned(), vec!["POST"]),
+        ("/me".to_owned(), vec!["GET"]),
+    ])
+});
+
+/// `/health` (a route of its own, not a mount: its path is kept).
+pub(crate) static HEALTH: LazyLock<Allowed> =
+    LazyLock::new(|| Allowed::new([("/health".to_owned(), vec!["GET"])]));
+
+/// Calls `ep`; a 405 gets the `Allow` of its path in `allowed` (the path within the mount,
+/// so that a host that nests the API under a prefix of its own still gets it).
+pub(crate) async fn add_allow<E: Endpoint>(
+    allowed: &'static LazyLock<Allowed>,
+    ep: Arc<E>,
+    req: Request,
+) -> poem::Result<Response> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let exact = req.uri().path().to_owned();
+    let mut resp = match ep.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(v) = allowed.0.get(&exact).or_else(|| allowed.0.get(&path))
+    {
+        resp.headers_mut().insert(header::ALLOW, v.clone());
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_of_the_document_has_its_methods() {
+        let get = |path: &str| API.0.get(path).and_then(|v| v.to_str().ok());
+        assert_eq!(get("/config"), Some("GET, PUT, HEAD"));
+        assert_eq!(get("/logs"), Some("GET, HEAD"));
+        assert_eq!(get("/logs/stream"), Some("GET, HEAD"));
+        assert_eq!(get("/docs/"), Some("GET, HEAD"));
+        assert_eq!(API.0.len(), 10, "{:?}", API.0.keys().collect::<Vec<_>>());
+    }
+}
