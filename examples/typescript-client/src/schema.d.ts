@@ -698,7 +698,7 @@ export interface operations {
                  *     and lower the largest in its `ApiSettings`).
                  */
                 limit?: number;
-                /** @description `next_cursor` of the previous page. */
+                /** @description `next_cursor` of the previous page (blank: the first page). */
                 cursor?: string;
                 /**
                  * @description `identity` attaches each row's moderator `display_name` and `avatar_url` and adds a

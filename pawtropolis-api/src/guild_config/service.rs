@@ -24,6 +24,7 @@ const HOUR_FIELDS: [(&str, i64); 3] = [
 ];
 
 /// Ten years: no hour setting of the bot makes sense beyond it.
+/// (Also the bound `GuildConfigUpdate` gives the document, spelled out there as a literal.)
 const MAX_HOURS: i64 = 87_600;
 
 /// A guild's configuration.
@@ -69,30 +70,33 @@ pub struct GuildConfig {
 pub struct GuildConfigUpdate {
     /// Channel where applications are reviewed (snowflake or null).
     #[oai(nullable)]
-    pub review_channel_id: Option<String>,
+    pub review_channel_id: Option<Snowflake>,
     /// Channel holding the application gate (snowflake or null).
     #[oai(nullable)]
-    pub gate_channel_id: Option<String>,
+    pub gate_channel_id: Option<Snowflake>,
     /// Channel for members not yet verified (snowflake or null).
     #[oai(nullable)]
-    pub unverified_channel_id: Option<String>,
+    pub unverified_channel_id: Option<Snowflake>,
     /// General chat channel (snowflake or null).
     #[oai(nullable)]
-    pub general_channel_id: Option<String>,
+    pub general_channel_id: Option<Snowflake>,
     /// Role given to accepted applicants (snowflake or null).
     #[oai(nullable)]
-    pub accepted_role_id: Option<String>,
+    pub accepted_role_id: Option<Snowflake>,
     /// Role of reviewers (snowflake or null).
     #[oai(nullable)]
-    pub reviewer_role_id: Option<String>,
+    pub reviewer_role_id: Option<Snowflake>,
     /// Role of admins (snowflake or null).
     #[oai(nullable)]
-    pub admin_role_id: Option<String>,
+    pub admin_role_id: Option<Snowflake>,
     /// Hours a rejected applicant waits before applying again (0 to 87600).
+    #[oai(validator(minimum(value = "0"), maximum(value = "87600")))]
     pub reapply_cooldown_hours: Option<i64>,
     /// Minimum Discord account age to apply, hours (0 to 87600).
+    #[oai(validator(minimum(value = "0"), maximum(value = "87600")))]
     pub min_account_age_hours: Option<i64>,
     /// Minimum time in the guild before applying, hours (0 to 87600).
+    #[oai(validator(minimum(value = "0"), maximum(value = "87600")))]
     pub min_join_age_hours: Option<i64>,
 }
 

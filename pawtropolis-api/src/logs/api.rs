@@ -85,7 +85,7 @@ impl LogsApi {
         // The bound is `LIMIT_MAX`, spelled out as the attribute needs a literal.
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
-        /// `next_cursor` of the previous page.
+        /// `next_cursor` of the previous page (blank: the first page).
         cursor: Query<Option<String>>,
         /// `identity` attaches each row's moderator `display_name` and `avatar_url` and adds a
         /// `warnings` array (one entry per moderator that could not be resolved).
@@ -132,7 +132,12 @@ impl LogsApi {
             since: since.map(TimeParam::at_or_after),
             until: until.map(TimeParam::at_or_before),
         };
-        let cursor = cursor.0.as_deref().map(Cursor::decode).transpose()?;
+        let cursor = cursor
+            .0
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .map(Cursor::decode)
+            .transpose()?;
         let mut page = list_logs(&state.db, &guild_id, &filter, cursor, limit).await?;
         if expand.0 == Some(Expand::Identity) {
             let ids = page.items.iter().map(|i| i.moderator_id.as_str());
