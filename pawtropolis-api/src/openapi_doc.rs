@@ -1,6 +1,7 @@
 //! The OpenAPI document as committed and served: poem-openapi's output with two corrections
 //! that generated clients depend on (header names as HTTP spells them, and nullable reply
-//! fields marked as always present).
+//! fields marked as always present), and one bound poem-openapi cannot state (an update body
+//! names at least one field).
 
 use std::{collections::BTreeSet, sync::LazyLock};
 
@@ -80,9 +81,16 @@ fn canonical_header(name: &str) -> String {
         .map_or_else(|| name.to_ascii_lowercase(), |h| (*h).to_owned())
 }
 
-/// Applies both corrections to a poem-openapi document.
+/// Applies the corrections to a poem-openapi document.
 fn polish(doc: &mut Value) {
     rename_headers(doc);
+    // `PUT /api/config` refuses a body that changes nothing.
+    if let Some(update) = doc
+        .pointer_mut("/components/schemas/GuildConfigUpdate")
+        .and_then(Value::as_object_mut)
+    {
+        update.insert("minProperties".into(), 1.into());
+    }
     let request_schemas = request_body_schemas(doc);
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
@@ -248,6 +256,7 @@ mod tests {
         // The update body may leave any field out, and may null an id to clear it.
         let update = &doc["components"]["schemas"]["GuildConfigUpdate"];
         assert!(update.get("required").is_none(), "{update}");
+        assert_eq!(update["minProperties"], 1, "{update}");
         assert_eq!(update["properties"]["review_channel_id"]["nullable"], true);
         assert!(
             update["properties"]["reapply_cooldown_hours"]
