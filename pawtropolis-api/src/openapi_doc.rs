@@ -1,7 +1,7 @@
 //! The OpenAPI document as committed and served: poem-openapi's output with two corrections
 //! that generated clients depend on (header names as HTTP spells them, and nullable reply
-//! fields marked as always present), and one bound poem-openapi cannot state (an update body
-//! names at least one field).
+//! fields marked as always present), and the bounds of the config update body that
+//! poem-openapi cannot state (at least one field, and no other).
 
 use std::{collections::BTreeSet, sync::LazyLock};
 
@@ -84,12 +84,13 @@ fn canonical_header(name: &str) -> String {
 /// Applies the corrections to a poem-openapi document.
 fn polish(doc: &mut Value) {
     rename_headers(doc);
-    // `PUT /api/config` refuses a body that changes nothing.
+    // `PUT /api/config` refuses a body that changes nothing, or names an unknown field.
     if let Some(update) = doc
         .pointer_mut("/components/schemas/GuildConfigUpdate")
         .and_then(Value::as_object_mut)
     {
         update.insert("minProperties".into(), 1.into());
+        update.insert("additionalProperties".into(), false.into());
     }
     let request_schemas = request_body_schemas(doc);
     if let Some(schemas) = doc
@@ -257,6 +258,7 @@ mod tests {
         let update = &doc["components"]["schemas"]["GuildConfigUpdate"];
         assert!(update.get("required").is_none(), "{update}");
         assert_eq!(update["minProperties"], 1, "{update}");
+        assert_eq!(update["additionalProperties"], false, "{update}");
         assert_eq!(update["properties"]["review_channel_id"]["nullable"], true);
         assert!(
             update["properties"]["reapply_cooldown_hours"]
