@@ -78,24 +78,32 @@ pub(crate) static HEALTH: LazyLock<Allowed> =
     LazyLock::new(|| Allowed::new([("/health".to_owned(), vec!["GET"])]));
 
 /// Calls `ep`; a 405 gets the `Allow` of its path in `allowed` (the path within the mount,
-/// so that a host that nests the API under a prefix of its own still gets it).
+/// so that a host that nests the API under a prefix of its own still gets it). Other errors
+/// pass through as errors, for the host's own error handling to see.
 pub(crate) async fn add_allow<E: Endpoint>(
     allowed: &'static LazyLock<Allowed>,
     ep: Arc<E>,
     req: Request,
 ) -> poem::Result<Response> {
-    let path = req.uri().path().trim_end_matches('/').to_owned();
     let exact = req.uri().path().to_owned();
-    let mut resp = match ep.call(req).await {
-        Ok(r) => r.into_response(),
-        Err(e) => e.into_response(),
+    let with_allow = |mut resp: Response| {
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(v) = allowed
+                .0
+                .get(&exact)
+                .or_else(|| allowed.0.get(exact.trim_end_matches('/')))
+        {
+            resp.headers_mut().insert(header::ALLOW, v.clone());
+        }
+        resp
     };
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Some(v) = allowed.0.get(&exact).or_else(|| allowed.0.get(&path))
-    {
-        resp.headers_mut().insert(header::ALLOW, v.clone());
+    match ep.call(req).await {
+        Ok(r) => Ok(with_allow(r.into_response())),
+        Err(e) if e.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            Err(poem::Error::from_response(with_allow(e.into_response())))
+        }
+        Err(e) => Err(e),
     }
-    Ok(resp)
 }
 
 #[cfg(test)]

@@ -317,6 +317,9 @@ fn describe_param_error(name: &str, reason: &str) -> String {
             return format!("{name} must be {words} {}", bound.trim());
         }
     }
+    if reason.contains("\"integer(") && reason.contains("too large") {
+        return format!("{name} is too large");
+    }
     if reason.contains("\"integer(uint") {
         return format!("{name} must be a whole number, not negative");
     }

@@ -222,8 +222,22 @@ impl PawtropolisApiBuilder {
         // setting is read); a default outside the largest page would refuse every request
         // without `limit`.
         let max = self.settings.logs_max_limit.clamp(1, logs::LIMIT_MAX);
+        let default = self.settings.logs_default_limit.clamp(1, max);
+        if (max, default)
+            != (
+                self.settings.logs_max_limit,
+                self.settings.logs_default_limit,
+            )
+        {
+            tracing::warn!(
+                logs_max_limit = self.settings.logs_max_limit,
+                logs_default_limit = self.settings.logs_default_limit,
+                "page sizes of /api/logs outside 1 to {}: using a largest of {max} and a default of {default}",
+                logs::LIMIT_MAX
+            );
+        }
         self.settings.logs_max_limit = max;
-        self.settings.logs_default_limit = self.settings.logs_default_limit.clamp(1, max);
+        self.settings.logs_default_limit = default;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let login = self.settings.login.clone().map(|settings| {
             Arc::new(auth::login::Login {

@@ -336,8 +336,9 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
     Ok(())
 }
 
-/// Name of the tokens `serve --demo` creates.
-const DEMO_TOKEN_NAME: &str = "demo";
+/// Name of the tokens `serve --demo` creates: one nobody gives a token of their own, since each
+/// start revokes every active token of this name for the demo guild.
+const DEMO_TOKEN_NAME: &str = "demo (serve --demo)";
 
 /// Fills an empty database with demo data and returns a fresh token for the demo guild. The
 /// demo tokens of earlier starts are revoked: only their hashes are stored, so none can be
@@ -468,6 +469,11 @@ mod tests {
         assert!(!active(first).await, "the first start's token");
         assert!(active(second).await, "the latest start's token");
         assert!(active(mine).await, "a token the demo did not make");
+        let demo_tokens = tokens::list(&db).await.unwrap();
+        assert!(
+            demo_tokens.iter().all(|t| t.name != "demo"),
+            "named for the demo"
+        );
         db.close().await.ok();
     }
 
