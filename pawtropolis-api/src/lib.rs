@@ -128,6 +128,21 @@ impl PawtropolisApi {
         &self.state.feed
     }
 
+    /// Revokes an API token given by its id or its secret, as `token revoke` does, and ends
+    /// its live streams here at once: a bot that revokes tokens itself (a slash command, say)
+    /// needs no second process, and on SQLite, where no announcement reaches this process,
+    /// the token is refused at once rather than after its 5 s of trust. Returns false when no
+    /// active token matched.
+    pub async fn revoke_token(&self, id_or_secret: &str) -> Result<bool, ApiError> {
+        let now = self.state.clock.now_s();
+        let Some(hash) = auth::tokens::revoke_hash(&self.state.db, id_or_secret, now).await? else {
+            return Ok(false);
+        };
+        self.state.tokens.forget(&hash);
+        self.state.ended.ended(&hash);
+        Ok(true)
+    }
+
     /// Live streams open now.
     pub fn open_streams(&self) -> usize {
         self.state.streams.open()
@@ -272,7 +287,7 @@ impl PawtropolisApiBuilder {
             IdentityResolver::new(self.db.clone(), source, clock.clone(), &self.settings);
         let feed = feed::ActionFeed::start(self.db.clone(), self.settings.sse_poll).await?;
         let ended = Arc::new(auth::ended::EndedCredentials::default());
-        follow_endings(&feed, ended.clone(), tokens);
+        follow_endings(&feed, ended.clone(), tokens.clone());
         let streams = Arc::new(logs::stream::StreamLimits::new(
             self.settings.sse_max_streams,
             self.settings.sse_max_streams_per_principal,
@@ -291,6 +306,7 @@ impl PawtropolisApiBuilder {
             settings: self.settings,
             clock,
             verifier,
+            tokens,
         });
         // Bring the metrics tables up to date now rather than on the first chart request
         // (on a large database that first pass takes seconds).

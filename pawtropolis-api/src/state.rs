@@ -19,6 +19,8 @@ pub(crate) struct ApiState {
     pub settings: ApiSettings,
     pub clock: Arc<dyn Clock>,
     pub verifier: Arc<dyn SessionVerifier>,
+    /// The built-in token check (also in `verifier` unless the host passed its own).
+    pub tokens: crate::auth::ApiTokenVerifier,
     pub metrics_cache: MetricsCache,
     pub derived: crate::metrics::Derived,
     pub feed: crate::feed::ActionFeed,

@@ -133,6 +133,15 @@ pub async fn revoke(
     id_or_secret: &str,
     now_s: i64,
 ) -> Result<bool, DbErr> {
+    Ok(revoke_hash(db, id_or_secret, now_s).await?.is_some())
+}
+
+/// [`revoke`], returning the revoked token's hash.
+pub(crate) async fn revoke_hash(
+    db: &impl ConnectionTrait,
+    id_or_secret: &str,
+    now_s: i64,
+) -> Result<Option<String>, DbErr> {
     let (cond, value): (&str, Value) = match id_or_secret.parse::<i64>() {
         Ok(id) => ("id = $2", id.into()),
         Err(_) => ("token_hash = $2", hash_token(id_or_secret).into()),
@@ -146,10 +155,13 @@ pub async fn revoke(
         vec![now_s.into(), value],
     )
     .await?;
-    for row in &rows {
-        super::ended::announce(db, &row.try_get::<String>("", "token_hash")?).await;
-    }
-    Ok(!rows.is_empty())
+    // One row at most: ids and hashes are unique.
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let hash: String = row.try_get("", "token_hash")?;
+    super::ended::announce(db, &hash).await;
+    Ok(Some(hash))
 }
 
 /// Every token, newest first.

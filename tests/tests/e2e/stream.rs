@@ -1010,3 +1010,39 @@ async fn poem_server_closes_a_stream_whose_client_stopped_reading() {
         app.finish().await;
     }
 }
+
+/// A bot that revokes a token itself (`PawtropolisApi::revoke_token`) ends the token's streams
+/// and refuses the token at once, on SQLite as on PostgreSQL: long before the next heartbeat,
+/// and within the 5 s the token check would otherwise trust it. Other tokens' streams go on.
+#[tokio::test]
+async fn a_token_revoked_through_the_api_ends_its_streams_at_once() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, &["--sse-heartbeat-secs", "600"]).await;
+        let token = app.token(&[GUILD_A]).await;
+        let other = app.token(&[GUILD_A]).await;
+        let mut revoked = SseClient::connect(&app.base, &path(""), &token, None).await;
+        revoked.next_block(SECS).await.expect("open");
+        let mut kept = SseClient::connect(&app.base, &path(""), &other, None).await;
+        kept.next_block(SECS).await.expect("open");
+        let logs = format!("/api/logs?guild_id={GUILD_A}");
+        assert_eq!(
+            app.get(&logs, &token).await.status(),
+            200,
+            "trusted from now"
+        );
+        assert!(app.api.revoke_token(&token).await.unwrap());
+        assert_eq!(
+            app.get(&logs, &token).await.status(),
+            401,
+            "{}",
+            backend.name()
+        );
+        assert!(revoked.ended_within(Duration::from_secs(3)).await);
+        assert!(!kept.ended_within(Duration::from_secs(1)).await);
+        assert!(
+            !app.api.revoke_token(&token).await.unwrap(),
+            "already revoked"
+        );
+        app.finish().await;
+    }
+}
