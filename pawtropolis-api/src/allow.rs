@@ -15,14 +15,14 @@ use serde_json::Value;
 pub(crate) struct Allowed(HashMap<String, HeaderValue>);
 
 impl Allowed {
-    fn new<'a>(routes: impl IntoIterator<Item = (String, Vec<&'a str>)>) -> Self {
+    fn new(routes: impl IntoIterator<Item = (String, Vec<String>)>) -> Self {
         Self(
             routes
                 .into_iter()
                 .filter_map(|(path, mut methods)| {
                     // poem answers HEAD wherever it answers GET.
-                    if methods.contains(&"GET") {
-                        methods.push("HEAD");
+                    if methods.iter().any(|m| m == "GET") {
+                        methods.push("HEAD".into());
                     }
                     HeaderValue::from_str(&methods.join(", "))
                         .ok()
@@ -37,45 +37,39 @@ impl Allowed {
 /// its viewer.
 pub(crate) static API: LazyLock<Allowed> = LazyLock::new(|| {
     let doc: Value = serde_json::from_str(crate::openapi_doc::json()).unwrap_or_default();
-    let mut routes: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut routes: Vec<(String, Vec<String>)> = Vec::new();
     if let Some(paths) = doc["paths"].as_object() {
         for (path, ops) in paths {
-            let Some(inner) = path.strip_prefix("/api") else {
+            let (Some(inner), Some(ops)) = (path.strip_prefix("/api"), ops.as_object()) else {
                 continue;
             };
-            let methods = ["get", "put", "post", "delete", "patch"]
-                .into_iter()
-                .filter(|m| ops.get(*m).is_some())
-                .map(|m| match m {
-                    "get" => "GET",
-                    "put" => "PUT",
-                    "post" => "POST",
-                    "delete" => "DELETE",
-                    _ => "PATCH",
-                })
-                .collect();
+            // An operation's keys are its methods (a path item holds nothing else here).
+            let methods = ops.keys().map(|m| m.to_ascii_uppercase()).collect();
             routes.push((inner.to_owned(), methods));
         }
     }
-    for path in ["/docs", "/docs/", "/openapi.json"] {
-        routes.push((path.to_owned(), vec!["GET"]));
-    }
+    routes.extend(get_only(&["/docs", "/docs/", "/openapi.json"]));
     Allowed::new(routes)
 });
 
+/// `(path, ["GET"])` for each path.
+fn get_only(paths: &[&str]) -> Vec<(String, Vec<String>)> {
+    paths
+        .iter()
+        .map(|p| ((*p).to_owned(), vec!["GET".to_owned()]))
+        .collect()
+}
+
 /// `/auth`: the login routes (`auth::login::routes`).
 pub(crate) static AUTH: LazyLock<Allowed> = LazyLock::new(|| {
-    Allowed::new([
-        ("/login".to_owned(), vec!["GET"]),
-        ("/callback".to_owned(), vec!["GET"]),
-        ("/logout".to_owned(), vec!["POST"]),
-        ("/me".to_owned(), vec!["GET"]),
-    ])
+    let mut routes = get_only(&["/login", "/callback", "/me"]);
+    routes.push(("/logout".to_owned(), vec!["POST".to_owned()]));
+    Allowed::new(routes)
 });
 
 /// `/health` (a route of its own, not a mount: its path is kept).
 pub(crate) static HEALTH: LazyLock<Allowed> =
-    LazyLock::new(|| Allowed::new([("/health".to_owned(), vec!["GET"])]));
+    LazyLock::new(|| Allowed::new(get_only(&["/health"])));
 
 /// Calls `ep`; a 405 gets the `Allow` of its path in `allowed` (the path within the mount,
 /// so that a host that nests the API under a prefix of its own still gets it). Other errors
@@ -85,13 +79,10 @@ pub(crate) async fn add_allow<E: Endpoint>(
     ep: Arc<E>,
     req: Request,
 ) -> poem::Result<Response> {
-    let exact = req.uri().path().to_owned();
+    let path = req.uri().path().to_owned();
     let with_allow = |mut resp: Response| {
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-            && let Some(v) = allowed
-                .0
-                .get(&exact)
-                .or_else(|| allowed.0.get(exact.trim_end_matches('/')))
+            && let Some(v) = allowed.0.get(&path)
         {
             resp.headers_mut().insert(header::ALLOW, v.clone());
         }

@@ -73,6 +73,15 @@ struct Inner {
 /// Smallest pruning size.
 const PRUNE_AT: usize = 1024;
 
+/// Once `map` has grown to `prune_at`, keeps the entries `keep` wants and sets the next size
+/// to twice what is left (at least [`PRUNE_AT`]), so that pruning stays linear.
+fn prune<V>(map: &mut HashMap<String, V>, prune_at: &mut usize, mut keep: impl FnMut(&V) -> bool) {
+    if map.len() >= *prune_at {
+        map.retain(|_, v| keep(v));
+        *prune_at = PRUNE_AT.max(2 * map.len());
+    }
+}
+
 /// How long an ending is remembered for watches made after it: far longer than a request
 /// takes from its credential check to its stream's watch.
 const LATELY: Duration = Duration::from_secs(60);
@@ -108,10 +117,10 @@ impl EndedCredentials {
         if let Some(tx) = inner.watched.get(&key) {
             return tx.subscribe();
         }
-        if inner.watched.len() >= inner.prune_at {
-            inner.watched.retain(|_, tx| tx.receiver_count() > 0);
-            inner.prune_at = PRUNE_AT.max(2 * inner.watched.len());
-        }
+        let inner = &mut *inner;
+        prune(&mut inner.watched, &mut inner.prune_at, |tx| {
+            tx.receiver_count() > 0
+        });
         let (tx, rx) = watch::channel(false);
         inner.watched.insert(key, tx);
         rx
@@ -123,10 +132,10 @@ impl EndedCredentials {
         if let Some(tx) = inner.watched.remove(hash) {
             tx.send_replace(true);
         }
-        if inner.lately.len() >= inner.lately_prune_at {
-            inner.lately.retain(|_, at| at.elapsed() < LATELY);
-            inner.lately_prune_at = PRUNE_AT.max(2 * inner.lately.len());
-        }
+        let inner = &mut *inner;
+        prune(&mut inner.lately, &mut inner.lately_prune_at, |at| {
+            at.elapsed() < LATELY
+        });
         inner.lately.insert(hash.to_owned(), Instant::now());
     }
 

@@ -95,8 +95,9 @@ impl LogsApi {
         auth.principal().authorize(&guild_id)?;
         let settings = &state.settings;
         let limit = limit.0.unwrap_or(settings.logs_default_limit);
-        // The schema refuses 0 and more than `LIMIT_MAX`; a host may have lowered the largest.
-        if limit == 0 || limit > settings.logs_max_limit {
+        // The schema refuses 0 and more than `LIMIT_MAX` (and the default is at least 1); a
+        // host may have lowered the largest.
+        if limit > settings.logs_max_limit {
             return Err(ApiError::invalid(format!(
                 "limit must be between 1 and {}",
                 settings.logs_max_limit
