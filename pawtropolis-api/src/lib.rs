@@ -130,9 +130,9 @@ impl PawtropolisApi {
 
     /// Revokes an API token given by its id or its secret, as `token revoke` does, and ends
     /// its live streams here at once: a bot that revokes tokens itself (a slash command, say)
-    /// needs no second process, and on SQLite, where no announcement reaches this process,
-    /// the token is refused at once rather than after its 5 s of trust. Returns false when no
-    /// active token matched.
+    /// needs no second process, and on SQLite, where revocations are otherwise read from the
+    /// tables every second, the token is refused and its streams end with no delay at all.
+    /// Returns false when no active token matched.
     pub async fn revoke_token(&self, id_or_secret: &str) -> Result<bool, ApiError> {
         let now = self.state.clock.now_s();
         let Some(hash) = auth::tokens::revoke_hash(&self.state.db, id_or_secret, now).await? else {

@@ -28,8 +28,8 @@ pub trait SessionVerifier: Send + Sync + 'static {
 }
 
 /// How long a verified token is trusted without asking the database again. A revocation made
-/// through another process (the CLI) takes effect within this time on SQLite; on PostgreSQL
-/// it is announced (see [`super::ended`]) and takes effect at once.
+/// through another process (the CLI) is heard sooner (see [`super::ended`]): at once on
+/// PostgreSQL, within a second on SQLite; this bounds it when it is not heard.
 pub const TOKEN_RECHECK: Duration = Duration::from_secs(5);
 
 /// Verifies API tokens against the `api_token` table (tokens are stored as SHA-256 hashes).

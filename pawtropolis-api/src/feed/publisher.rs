@@ -333,7 +333,8 @@ struct Inner {
     wake: Arc<Notify>,
     /// Dropped with the last handle, which also ends the feed's thread.
     stop: watch::Sender<bool>,
-    /// Hashes of credentials announced as ended on [`ENDED_CHANNEL`].
+    /// Hashes of ended credentials: announced on [`ENDED_CHANNEL`] (PostgreSQL) or read from
+    /// the tables (SQLite).
     ended: broadcast::Sender<Arc<str>>,
 }
 
@@ -562,9 +563,11 @@ impl ActionFeed {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Hashes of the credentials announced as ended from now on (a logout or a revocation
-    /// anywhere on the same PostgreSQL database, see [`crate::auth::ended`]); nothing comes on
-    /// SQLite. The mounted API follows it to end those credentials' streams.
+    /// Hashes of the credentials that end from now on: a logout or a revocation anywhere on
+    /// the same database, announced with `NOTIFY` on PostgreSQL (see [`crate::auth::ended`]),
+    /// read from the tables every second on SQLite. The mounted API follows it to end those
+    /// credentials' streams. On SQLite the credentials that end through this process come
+    /// again a second later.
     pub fn ended_credentials(&self) -> broadcast::Receiver<Arc<str>> {
         self.inner.ended.subscribe()
     }
@@ -731,6 +734,11 @@ impl Worker {
                 }
                 _ => {
                     super::wal_watch::start(&db, self.wake.clone(), self.stop.clone()).await;
+                    tokio::spawn(super::sqlite_endings::follow(
+                        db.clone(),
+                        self.ended.clone(),
+                        self.stop.clone(),
+                    ));
                     None
                 }
             };

@@ -376,7 +376,7 @@ impl StreamApi {
         let state = state.0.clone();
         let held = held_credential(req, &auth);
         // A logout or revocation ends the credential's streams at once (see `auth::ended`;
-        // by another process on SQLite, at the next heartbeat's check). Watched from here, not
+        // by another process on SQLite, within a second). Watched from here, not
         // from the body: an ending while the stream replays must not slip past it.
         let ended = match &held {
             Some(Held::Cookie(c) | Held::Bearer(c)) => Some(state.ended.watch(c)),
