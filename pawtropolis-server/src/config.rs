@@ -239,6 +239,18 @@ pub struct Settings {
         global = true
     )]
     pub sse_max_streams: usize,
+    /// Seconds a write to a live stream (or any connection) may make no progress, and its
+    /// sent data stay unacknowledged, before the connection is closed: it frees the streams of
+    /// clients gone without closing (a laptop asleep, a dropped NAT), which resume with
+    /// `Last-Event-ID` when they come back.
+    #[arg(
+        long,
+        env = "PAWTROPOLIS_SSE_WRITE_TIMEOUT_SECS",
+        value_parser = clap::value_parser!(u64).range(1..=3_600),
+        default_value_t = 60,
+        global = true
+    )]
+    pub sse_write_timeout_secs: u64,
     /// Discord application client id (enables the dashboard login with the secret and
     /// `PAWTROPOLIS_PUBLIC_URL`).
     #[arg(long, env = "DISCORD_CLIENT_ID", global = true)]
@@ -459,6 +471,8 @@ mod tests {
             ("--now=-5", ""),
             ("--now", "999999999999999"),
             ("--sse-max-streams", "0"),
+            ("--sse-write-timeout-secs", "0"),
+            ("--sse-write-timeout-secs", "3601"),
             ("--sse-max-streams-per-principal", "0"),
             ("--discord-backoff-secs", "18446744073709551615"),
             ("--db-max-connections", "0"),

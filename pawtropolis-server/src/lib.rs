@@ -257,12 +257,19 @@ pub fn app(api: &PawtropolisApi, dashboard: bool) -> impl Endpoint<Output = Resp
 
 /// What the server listens with: live streams are answered straight from the socket (a few KB
 /// per open stream instead of hyper's buffers), every other connection goes to poem's server.
-/// `endpoint` is the application that server runs.
+/// `endpoint` is the application that server runs; writes that make no progress for the
+/// settings' write timeout close their connection.
 pub fn acceptor(
+    settings: &Settings,
     tcp: TcpAcceptor,
     endpoint: Arc<impl Endpoint<Output = Response> + 'static>,
 ) -> StreamAcceptor {
-    StreamAcceptor::new(tcp, endpoint, pawtropolis_api::STREAM_PATH)
+    StreamAcceptor::with_write_timeout(
+        tcp,
+        endpoint,
+        pawtropolis_api::STREAM_PATH,
+        std::time::Duration::from_secs(settings.sse_write_timeout_secs),
+    )
 }
 
 async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::Result<()> {
@@ -278,7 +285,7 @@ async fn serve(settings: &Settings, args: &ServeArgs, out: Out<'_>) -> anyhow::R
         .await
         .with_context(|| format!("binding {}", settings.bind))?;
     let endpoint = Arc::new(app(&api, args.dashboard));
-    let acceptor = acceptor(tcp, endpoint.clone());
+    let acceptor = acceptor(settings, tcp, endpoint.clone());
     let addr = acceptor
         .local_addr()
         .first()

@@ -326,7 +326,7 @@ impl TestApp {
         let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
         // Served as the binary serves: live streams straight from the socket.
         let app = std::sync::Arc::new(pawtropolis_server::app(&api, dashboard));
-        let acceptor = pawtropolis_server::acceptor(acceptor, app.clone());
+        let acceptor = pawtropolis_server::acceptor(&settings, acceptor, app.clone());
         let handle = api.clone();
         let server = tokio::spawn(async move {
             poem::Server::new_with_acceptor(acceptor)

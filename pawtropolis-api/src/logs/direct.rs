@@ -8,7 +8,8 @@
 //! answered right here, by calling the same poem endpoint (authentication, limits, replay: all
 //! of it unchanged) and writing its reply to the socket chunk by chunk. Every other connection
 //! goes on to poem's server, with the bytes already read put back in front and with writes
-//! that time out after [`WRITE_TIMEOUT`] without progress, as the streams answered here do.
+//! that time out after a while without progress ([`WRITE_TIMEOUT`] unless the host sets
+//! another), as the streams answered here do.
 
 use std::{
     io::Write as _,
@@ -87,30 +88,34 @@ fn listen_on(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpLi
     #[cfg(not(windows))]
     socket.set_reuseaddr(true)?;
     // Accepted connections inherit it (see `give_up_on_silent_clients`).
-    give_up_on_silent_clients(&socket)?;
+    give_up_on_silent_clients(&socket, WRITE_TIMEOUT)?;
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)
 }
 
 /// Makes the kernel give up on a connection whose sent data stays unacknowledged for
-/// [`WRITE_TIMEOUT`]. A client that vanished without closing (a laptop gone to sleep, a NAT
+/// `timeout`. A client that vanished without closing (a laptop gone to sleep, a NAT
 /// that forgot the connection) leaves a stream's heartbeats unacknowledged; they are too small
 /// to fill the socket's buffer, so no write ever blocks, and TCP would retry for about a
 /// quarter of an hour before the stream, its connection and its permit were freed.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn give_up_on_silent_clients(socket: &impl std::os::fd::AsFd) -> std::io::Result<()> {
-    socket2::SockRef::from(socket).set_tcp_user_timeout(Some(WRITE_TIMEOUT))
+fn give_up_on_silent_clients(
+    socket: &impl std::os::fd::AsFd,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    socket2::SockRef::from(socket).set_tcp_user_timeout(Some(timeout))
 }
 
 /// Elsewhere the option does not exist: such a client is freed when TCP gives up.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn give_up_on_silent_clients<S>(_: &S) -> std::io::Result<()> {
+fn give_up_on_silent_clients<S>(_: &S, _: Duration) -> std::io::Result<()> {
     Ok(())
 }
 
 /// A poem acceptor that serves live-stream requests itself and hands every other connection
 /// to poem's server (see the module documentation). Writes of either kind of connection time
-/// out after [`WRITE_TIMEOUT`] without progress.
+/// out after [`WRITE_TIMEOUT`] without progress, or the timeout given to
+/// [`StreamAcceptor::with_write_timeout`].
 ///
 /// ```no_run
 /// # async fn run(api: pawtropolis_api::PawtropolisApi) -> std::io::Result<()> {
@@ -131,7 +136,24 @@ pub struct StreamAcceptor {
 impl StreamAcceptor {
     /// Wraps `inner`; requests for `stream_path` (e.g. `/api/logs/stream`) are answered by
     /// `endpoint`, which should be the same application poem's server runs.
-    pub fn new<A, E>(mut inner: A, endpoint: Arc<E>, stream_path: &'static str) -> Self
+    pub fn new<A, E>(inner: A, endpoint: Arc<E>, stream_path: &'static str) -> Self
+    where
+        A: Acceptor<Io = TcpStream> + 'static,
+        E: Endpoint<Output = Response> + 'static,
+    {
+        Self::with_write_timeout(inner, endpoint, stream_path, WRITE_TIMEOUT)
+    }
+
+    /// As [`StreamAcceptor::new`], with writes that time out after `write_timeout` without
+    /// progress instead of [`WRITE_TIMEOUT`]; the kernel also gives up on a stream whose sent
+    /// data stays unacknowledged that long (`TCP_USER_TIMEOUT`, on Linux). Shorter frees the
+    /// streams of vanished clients sooner; longer keeps clients on slow links.
+    pub fn with_write_timeout<A, E>(
+        mut inner: A,
+        endpoint: Arc<E>,
+        stream_path: &'static str,
+        write_timeout: Duration,
+    ) -> Self
     where
         A: Acceptor<Io = TcpStream> + 'static,
         E: Endpoint<Output = Response> + 'static,
@@ -153,10 +175,10 @@ impl StreamAcceptor {
                                         RequestParts::from((head, local, remote, scheme)),
                                         Body::empty(),
                                     );
-                                    serve_stream(io, &*endpoint, req).await;
+                                    serve_stream(io, &*endpoint, req, write_timeout).await;
                                 }
                                 Sniffed::Other(io) => {
-                                    let io = with_write_timeout(io, WRITE_TIMEOUT);
+                                    let io = with_write_timeout(io, write_timeout);
                                     // Poem's server stopped accepting: the connection just closes.
                                     let _ = tx.send((io, local, remote, scheme)).await;
                                 }
@@ -279,11 +301,12 @@ fn parse_stream_request(buf: &[u8], stream_path: &str) -> Parse {
 }
 
 /// Answers one stream request on `io` and closes the connection when the reply ends or the
-/// client goes away.
+/// client goes away, or a write makes no progress for `write_timeout`.
 async fn serve_stream<E: Endpoint<Output = Response>>(
     mut io: TcpStream,
     endpoint: &E,
     req: Request,
+    write_timeout: Duration,
 ) {
     let resp = Box::pin(endpoint.get_response(req)).await;
     let (parts, body) = resp.into_parts();
@@ -296,19 +319,23 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
         // Errors (401, 403, 429, 503 …): small JSON bodies, sent whole.
         let body = body.into_bytes().await.unwrap_or_default();
         let head = response_head(&parts, Some(body.len()));
-        let _ = send(&mut io, &mut vec![head, body]).await;
+        let _ = send(&mut io, &mut vec![head, body], write_timeout).await;
         let _ = io.shutdown().await;
         return;
     }
     // Events are small and each should leave at once, not wait for the previous one's ACK.
     let _ = io.set_nodelay(true);
-    // Also when the host's listener is not `bind_tcp`'s.
-    let _ = give_up_on_silent_clients(&io);
+    // Also when the host's listener is not `bind_tcp`'s, or the timeout not its default.
+    let _ = give_up_on_silent_clients(&io, write_timeout);
     // No length and no chunking: the stream's body ends when the connection closes, which
     // is how it ends anyway. Each event then goes out as the very bytes the feed prepared.
-    if send(&mut io, &mut vec![response_head(&parts, None)])
-        .await
-        .is_err()
+    if send(
+        &mut io,
+        &mut vec![response_head(&parts, None)],
+        write_timeout,
+    )
+    .await
+    .is_err()
     {
         return;
     }
@@ -339,7 +366,7 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
                         None => break,
                     }
                 }
-                if send(&mut wr, &mut batch).await.is_err() || ended {
+                if send(&mut wr, &mut batch, write_timeout).await.is_err() || ended {
                     break;
                 }
             },
@@ -381,11 +408,15 @@ fn response_head(parts: &poem::ResponseParts, content_length: Option<usize>) -> 
     head.into()
 }
 
-/// [`write_batch`] within [`WRITE_TIMEOUT`]. Not [`with_write_timeout`], as the connections
+/// [`write_batch`] within `timeout`. Not [`with_write_timeout`], as the connections
 /// handed to hyper have: its two timers would add 272 bytes to every idle stream (312 bytes
 /// against a `TcpStream`'s 40) for as long as it lives; this one exists only during a write.
-async fn send<W: AsyncWrite + Unpin>(wr: &mut W, batch: &mut Vec<Bytes>) -> std::io::Result<()> {
-    tokio::time::timeout(WRITE_TIMEOUT, write_batch(wr, batch))
+async fn send<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    batch: &mut Vec<Bytes>,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    tokio::time::timeout(timeout, write_batch(wr, batch))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }

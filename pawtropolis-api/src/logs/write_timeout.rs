@@ -18,10 +18,11 @@ use poem::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_io_timeout::TimeoutStream;
 
-/// How long a write may make no progress before its connection is closed; streams answered by
-/// [`StreamAcceptor`](crate::StreamAcceptor) use it too. A live client takes a heartbeat every
-/// 20 s, so only a client that is gone or stuck reaches it; a stream closed this way resumes
-/// with `Last-Event-ID` when its client comes back.
+/// How long a write may make no progress before its connection is closed, by default: streams
+/// answered by [`StreamAcceptor`](crate::StreamAcceptor) use it unless given another (the
+/// server's `PAWTROPOLIS_SSE_WRITE_TIMEOUT_SECS`). A live client takes a heartbeat every 20 s,
+/// so only a client that is gone or stuck reaches it; a stream closed this way resumes with
+/// `Last-Event-ID` when its client comes back.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A connection whose writes fail with [`std::io::ErrorKind::TimedOut`] after making no
@@ -52,7 +53,7 @@ where
 /// # }
 /// ```
 ///
-/// [`StreamAcceptor`](crate::StreamAcceptor) already applies [`WRITE_TIMEOUT`] to every
+/// [`StreamAcceptor`](crate::StreamAcceptor) already applies a write timeout to every
 /// connection; it needs no wrapping.
 pub struct WriteTimeoutAcceptor<A> {
     inner: A,

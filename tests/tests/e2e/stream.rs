@@ -1011,6 +1011,46 @@ async fn poem_server_closes_a_stream_whose_client_stopped_reading() {
     }
 }
 
+/// `PAWTROPOLIS_SSE_WRITE_TIMEOUT_SECS` reaches the streams the server answers from the
+/// socket: at 1 s, a stream whose client stopped reading is closed soon after its writes stall,
+/// and its place is freed, while a stream whose client reads goes on. (At the default 60 s,
+/// `a_stream_that_falls_behind_catches_up_from_the_database` shows such a stream waiting for
+/// its client.)
+#[tokio::test]
+async fn the_write_timeout_setting_closes_a_stalled_stream() {
+    let app = TestApp::spawn_with(
+        &Backend::Sqlite,
+        &[
+            "--sse-poll-ms",
+            "60000",
+            "--sse-replay-max",
+            "50000",
+            "--sse-write-timeout-secs",
+            "1",
+        ],
+    )
+    .await;
+    let token = app.token(&[GUILD_A]).await;
+    let (mut sock, mut reader) = stalled_and_reading_streams(&app, &token).await;
+    let all = flood(&app).await;
+    assert_eq!(read_ids(&mut reader, all.len()).await, all);
+    wait_for_open_streams(&app, 1, 5 * SECS, "the stalled stream is closed").await;
+    // The client, reading again, gets what the buffers held and then the end.
+    let mut buf = vec![0; 64 * 1024];
+    let end = tokio::time::timeout(SECS, async {
+        while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    assert!(end.is_ok(), "the connection was not closed");
+    assert_eq!(
+        app.api.open_streams(),
+        1,
+        "the reading client's stream goes on"
+    );
+    drop(reader);
+    app.finish().await;
+}
+
 /// A bot that revokes a token itself (`PawtropolisApi::revoke_token`) ends the token's streams
 /// and refuses the token at once, on SQLite as on PostgreSQL: long before the next heartbeat,
 /// and within the 5 s the token check would otherwise trust it. Other tokens' streams go on.
