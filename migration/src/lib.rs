@@ -17,6 +17,7 @@ mod m20250101_000004_sessions;
 mod m20250101_000005_session_admins;
 mod m20250101_000006_bot_config_audit;
 mod m20250101_000007_subject_index;
+mod m20250101_000008_credential_endings;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000005_session_admins::Migration),
             Box::new(m20250101_000006_bot_config_audit::Migration),
             Box::new(m20250101_000007_subject_index::Migration),
+            Box::new(m20250101_000008_credential_endings::Migration),
         ]
     }
 }

@@ -246,7 +246,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "PAWTROPOLIS_SSE_WRITE_TIMEOUT_SECS",
-        value_parser = clap::value_parser!(u64).range(1..=3_600),
+        value_parser = clap::value_parser!(u64).range(5..=3_600),
         default_value_t = 60,
         global = true
     )]
@@ -471,7 +471,7 @@ mod tests {
             ("--now=-5", ""),
             ("--now", "999999999999999"),
             ("--sse-max-streams", "0"),
-            ("--sse-write-timeout-secs", "0"),
+            ("--sse-write-timeout-secs", "4"),
             ("--sse-write-timeout-secs", "3601"),
             ("--sse-max-streams-per-principal", "0"),
             ("--discord-backoff-secs", "18446744073709551615"),

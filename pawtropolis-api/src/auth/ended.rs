@@ -6,8 +6,9 @@
 //! Endings made through this process reach its streams directly. On PostgreSQL they are also
 //! announced with `NOTIFY` on [`ENDED_CHANNEL`], which the live feed's `LISTEN` connection
 //! hears, so a logout through one instance, or `token revoke` run from the CLI, ends the
-//! streams of every instance. On SQLite, which has no `NOTIFY`, the live feed reads the
-//! latest endings every second instead, so there they take effect within a second. What is
+//! streams of every instance. On SQLite, which has no `NOTIFY`, triggers record every ending
+//! in `credential_ending`, which the live feed reads every second, so there they take effect
+//! within a second. What is
 //! missed (an announcement while an instance's `LISTEN` connection is down) reaches streams
 //! at their next heartbeat.
 
@@ -30,7 +31,7 @@ use crate::db;
 pub const ENDED_CHANNEL: &str = "pawtropolis_credential_ended";
 
 /// Announces to every instance on the same PostgreSQL database that the credential whose
-/// secret hashes to `hash` has ended (on SQLite the feeds read the tables instead). Called right after the
+/// secret hashes to `hash` has ended (on SQLite, triggers record it for the feeds instead). Called right after the
 /// ending's statement: on a plain connection it has committed; inside a caller's transaction
 /// PostgreSQL holds the announcement until the commit (and drops it on a rollback). A failure
 /// is logged, not returned: the ending stands, and the streams still close at their next

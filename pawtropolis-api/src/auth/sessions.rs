@@ -103,11 +103,9 @@ pub async fn create_session(
     Ok(secret)
 }
 
-/// Deletes the sessions that can no longer be used (logged out or revoked two minutes ago,
-/// idle too long or past their absolute expiry). Run at each login, it keeps the table to the
-/// sessions that could still be used, instead of a row per login forever. The Discord token
-/// of a logged-out session is forgotten at once; its row stays for the two minutes in which
-/// the live feeds of other processes on a SQLite file read it, to end its streams there.
+/// Deletes the sessions that can no longer be used (logged out, revoked, idle too long or
+/// past their absolute expiry) and the Discord tokens they hold. Run at each login, it keeps
+/// the table to the sessions that could still be used, instead of a row per login forever.
 /// Returns the number deleted.
 pub async fn purge_ended_sessions(
     db: &DatabaseConnection,
@@ -117,9 +115,8 @@ pub async fn purge_ended_sessions(
     db::execute(
         db,
         "DELETE FROM dashboard_session \
-         WHERE revoked_at_s <= $1 OR created_at_s <= $2 OR last_seen_at_s <= $3",
+         WHERE revoked_at_s IS NOT NULL OR created_at_s <= $1 OR last_seen_at_s <= $2",
         vec![
-            now_s.saturating_sub(crate::feed::ENDINGS_WINDOW_S).into(),
             now_s.saturating_sub(login.absolute_secs).into(),
             now_s.saturating_sub(login.idle_secs).into(),
         ],

@@ -9,7 +9,6 @@ mod wal_watch;
 
 pub use publisher::{ActionFeed, FeedEvent, NOTIFY_CHANNEL};
 pub use recorder::{ActionRecorder, NewAction};
-pub(crate) use sqlite_endings::WINDOW_S as ENDINGS_WINDOW_S;
 
 /// Held by the unit tests that start a feed: one of them counts the feed's threads.
 #[cfg(test)]

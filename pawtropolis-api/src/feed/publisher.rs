@@ -334,14 +334,15 @@ struct Inner {
     /// Dropped with the last handle, which also ends the feed's thread.
     stop: watch::Sender<bool>,
     /// Hashes of ended credentials: announced on [`ENDED_CHANNEL`] (PostgreSQL) or read from
-    /// the tables (SQLite).
+    /// `credential_ending` (SQLite).
     ended: broadcast::Sender<Arc<str>>,
 }
 
 /// Ended credentials kept for a receiver that has not yet taken them: the one receiver
-/// forwards each at once, so only a burst of revocations could overflow it, and what it loses
-/// is caught by the streams' heartbeat checks.
-const ENDED_CAPACITY: usize = 256;
+/// forwards each at once, so only a burst of revocations could overflow it (on SQLite they
+/// come a page at a time, at most half of this), and what it loses is caught by the streams'
+/// heartbeat checks.
+const ENDED_CAPACITY: usize = 512;
 
 /// Publishes new `action_log` rows in id order on broadcast channels, one for every guild and
 /// one per followed guild: woken by a short poll, at once by [`super::ActionRecorder`], and by
@@ -565,7 +566,7 @@ impl ActionFeed {
 
     /// Hashes of the credentials that end from now on: a logout or a revocation anywhere on
     /// the same database, announced with `NOTIFY` on PostgreSQL (see [`crate::auth::ended`]),
-    /// read from the tables every second on SQLite. The mounted API follows it to end those
+    /// read from `credential_ending` every second on a SQLite file. The mounted API follows it to end those
     /// credentials' streams. On SQLite the credentials that end through this process come
     /// again a second later.
     pub fn ended_credentials(&self) -> broadcast::Receiver<Arc<str>> {
@@ -728,18 +729,13 @@ impl Worker {
                     // The feed starts once it listens (or could not): an ending announced
                     // right after start must not be missed while the listener connects.
                     let (listening, started) = oneshot::channel();
-                    let handle = self.listen_on(&db, Some(listening));
+                    let handle = self.hear_others(&db, &target, Some(listening));
                     let _ = tokio::time::timeout(LISTEN_START, started).await;
-                    Some(handle)
+                    handle
                 }
                 _ => {
                     super::wal_watch::start(&db, self.wake.clone(), self.stop.clone()).await;
-                    tokio::spawn(super::sqlite_endings::follow(
-                        db.clone(),
-                        self.ended.clone(),
-                        self.stop.clone(),
-                    ));
-                    None
+                    self.hear_others(&db, &target, None)
                 }
             };
             if ready.send(Ok(())).is_ok() {
@@ -748,20 +744,31 @@ impl Worker {
         });
     }
 
-    /// `LISTEN`s on `db`'s pool (PostgreSQL) until the feed stops or the task is aborted;
-    /// `listening` is told once the first `LISTEN` is in place, or dropped if it failed.
-    fn listen_on(
+    /// The task that hears of other processes over `db` until the feed stops or the task is
+    /// aborted: on PostgreSQL it `LISTEN`s (`listening` is told once the first `LISTEN` is in
+    /// place, or dropped if it failed); on a SQLite file it reads the credentials that ended
+    /// (see [`super::sqlite_endings`]); a private in-memory database has no other process.
+    fn hear_others(
         &self,
         db: &DatabaseConnection,
+        target: &Target,
         listening: Option<oneshot::Sender<()>>,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(listen(
-            db.get_postgres_connection_pool().clone(),
-            self.wake.clone(),
-            self.ended.clone(),
-            self.stop.clone(),
-            listening,
-        ))
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match target {
+            Target::Postgres(_) => Some(tokio::spawn(listen(
+                db.get_postgres_connection_pool().clone(),
+                self.wake.clone(),
+                self.ended.clone(),
+                self.stop.clone(),
+                listening,
+            ))),
+            Target::Sqlite(_) => Some(tokio::spawn(super::sqlite_endings::follow(
+                db.clone(),
+                self.ended.clone(),
+                self.stop.clone(),
+            ))),
+            Target::Shared(_) => None,
+        }
     }
 
     async fn run(
@@ -810,8 +817,8 @@ impl Worker {
                             // The listener's connection went wherever the feed's did.
                             if let Some(old) = listener.take() {
                                 old.abort();
-                                listener = Some(self.listen_on(&db, None));
                             }
+                            listener = self.hear_others(&db, &target, None);
                         }
                         Ok(Err(e)) => {
                             tracing::warn!(error = %e, "the live feed could not reconnect; it tries again at the next pass")

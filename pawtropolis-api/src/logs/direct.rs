@@ -178,6 +178,8 @@ impl StreamAcceptor {
                                     serve_stream(io, &*endpoint, req, write_timeout).await;
                                 }
                                 Sniffed::Other(io) => {
+                                    // The listener's may be another (`bind_tcp`'s default).
+                                    let _ = give_up_on_silent_clients(&io.io, write_timeout);
                                     let io = with_write_timeout(io, write_timeout);
                                     // Poem's server stopped accepting: the connection just closes.
                                     let _ = tx.send((io, local, remote, scheme)).await;

@@ -196,7 +196,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         let before = dump(&tdb).await;
 
         let first = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(first.contains("applied 7"), "{first}");
+        assert!(first.contains("applied 8"), "{first}");
         let after_first = schema_snapshot(&tdb).await;
         let second = run_cli(&tdb.url, &["migrate"]).await.unwrap();
         assert!(second.contains("applied 0"), "{second}");
@@ -225,7 +225,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert!(cols.contains("idx_action_log_guild_subject_time"), "{cols}");
 
         // Rolling the API back never touches the bot's tables.
-        run_cli(&tdb.url, &["migrate", "down", "-n", "7"])
+        run_cli(&tdb.url, &["migrate", "down", "-n", "8"])
             .await
             .unwrap();
         assert_eq!(
@@ -339,7 +339,7 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
         tdb.exec("DELETE FROM config_audit_log WHERE id = 3", vec![])
             .await;
         let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(out.contains("applied 3"), "{out}");
+        assert!(out.contains("applied 4"), "{out}");
         assert_eq!(
             audit_trail(&tdb).await,
             [
@@ -409,7 +409,7 @@ async fn an_older_session_table_gets_the_admin_column() {
         )
         .await;
         let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(out.contains("applied 3"), "{out}");
+        assert!(out.contains("applied 4"), "{out}");
         let rows = tdb
             .rows(
                 "SELECT guild_ids, admin_guild_ids FROM dashboard_session",

@@ -1,0 +1,77 @@
+//! Endings of API tokens and dashboard sessions, in the order they happened, for SQLite.
+//!
+//! PostgreSQL announces each ending with `NOTIFY`, which every server's live feed hears. SQLite
+//! has no such thing, so a `token revoke` run from the CLI, or a logout through another process
+//! sharing the file, would reach a server's live streams only at their next heartbeat. Triggers
+//! append the hash of every credential revoked, however it was revoked (the API, the CLI, SQL
+//! typed by hand), to `credential_ending`, whose ids grow with each one: the feed reads the
+//! rows after the last id it saw every second. No clock is involved, so a writer's clock
+//! cannot hide an ending. The table keeps the latest 1,000 endings, far more than a second's.
+
+// The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the impl.
+#![allow(elided_lifetimes_in_paths)]
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+use crate::additive::{Table, col, drop_own_table, ensure_table};
+
+const ENDINGS: Table = Table {
+    name: "credential_ending",
+    columns: &[
+        col(
+            "id",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "BIGSERIAL PRIMARY KEY",
+        ),
+        col("hash", "TEXT NOT NULL", "TEXT NOT NULL"),
+    ],
+    addable: &[],
+    constraint: None,
+};
+
+/// Trigger name, table and the column holding the hash of the credential's secret.
+const TRIGGERS: [(&str, &str, &str); 2] = [
+    ("credential_ending_token", "api_token", "token_hash"),
+    ("credential_ending_session", "dashboard_session", "id_hash"),
+];
+
+#[derive(DeriveMigrationName)]
+pub(crate) struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DbBackend::Sqlite {
+            return Ok(());
+        }
+        ensure_table(manager, &ENDINGS).await?;
+        let db = manager.get_connection();
+        for (name, table, hash) in TRIGGERS {
+            db.execute_unprepared(&format!(
+                "CREATE TRIGGER IF NOT EXISTS {name} \
+                 AFTER UPDATE OF revoked_at_s ON {table} \
+                 WHEN OLD.revoked_at_s IS NULL AND NEW.revoked_at_s IS NOT NULL \
+                 BEGIN \
+                   INSERT INTO credential_ending (hash) VALUES (NEW.{hash}); \
+                   DELETE FROM credential_ending \
+                    WHERE id <= (SELECT MAX(id) FROM credential_ending) - 1000; \
+                 END"
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DbBackend::Sqlite {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        for (name, ..) in TRIGGERS {
+            db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {name}"))
+                .await?;
+        }
+        drop_own_table(manager, ENDINGS.name).await
+    }
+}
