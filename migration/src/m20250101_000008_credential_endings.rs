@@ -3,10 +3,12 @@
 //! PostgreSQL announces each ending with `NOTIFY`, which every server's live feed hears. SQLite
 //! has no such thing, so a `token revoke` run from the CLI, or a logout through another process
 //! sharing the file, would reach a server's live streams only at their next heartbeat. Triggers
-//! append the hash of every credential revoked, however it was revoked (the API, the CLI, SQL
-//! typed by hand), to `credential_ending`, whose ids grow with each one: the feed reads the
-//! rows after the last id it saw every second. No clock is involved, so a writer's clock
-//! cannot hide an ending. The table keeps the latest 1,000 endings, far more than a second's.
+//! append the hash of every credential whose `revoked_at_s` is set, whoever set it (the API,
+//! the CLI, SQL typed by hand), to `credential_ending`, whose ids grow with each one: the feed
+//! reads the rows after the last id it saw every second. No clock is involved, so a writer's
+//! clock cannot hide an ending. The table keeps the latest 10,000 endings (under a megabyte),
+//! far more than a second's. A row deleted by hand is not an ending here: its token is refused
+//! once its few seconds of trust are over, and its streams close at their next heartbeat.
 
 // The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the impl.
 #![allow(elided_lifetimes_in_paths)]
@@ -55,7 +57,7 @@ impl MigrationTrait for Migration {
                  BEGIN \
                    INSERT INTO credential_ending (hash) VALUES (NEW.{hash}); \
                    DELETE FROM credential_ending \
-                    WHERE id <= (SELECT MAX(id) FROM credential_ending) - 1000; \
+                    WHERE id <= (SELECT MAX(id) FROM credential_ending) - 10000; \
                  END"
             ))
             .await?;

@@ -472,6 +472,7 @@ impl ActionFeed {
             stop: feed.inner.stop.subscribe(),
             ended: feed.inner.ended.clone(),
             poll: poll.max(Duration::from_millis(10)),
+            endings: Arc::default(),
         };
         std::thread::Builder::new()
             .name("pawtropolis-feed".into())
@@ -683,6 +684,8 @@ struct Worker {
     stop: watch::Receiver<bool>,
     ended: broadcast::Sender<Arc<str>>,
     poll: Duration,
+    /// How far the ended credentials of a SQLite file have been read, across readers.
+    endings: Arc<super::sqlite_endings::Position>,
 }
 
 impl Worker {
@@ -735,6 +738,9 @@ impl Worker {
                 }
                 _ => {
                     super::wal_watch::start(&db, self.wake.clone(), self.stop.clone()).await;
+                    if matches!(target, Target::Sqlite(_)) {
+                        super::sqlite_endings::start(&db, &self.endings).await;
+                    }
                     self.hear_others(&db, &target, None)
                 }
             };
@@ -766,6 +772,7 @@ impl Worker {
                 db.clone(),
                 self.ended.clone(),
                 self.stop.clone(),
+                self.endings.clone(),
             ))),
             Target::Shared(_) => None,
         }

@@ -4,11 +4,18 @@
 //! `token revoke` run from the CLI, or a logout through another process on the same file,
 //! would otherwise reach this process's streams only at their next heartbeat (20 s by
 //! default), and its token check only once the token's few seconds of trust ran out. Triggers
-//! (migration 8) append every revoked credential's hash to `credential_ending`, in the order of
-//! the revocations; the feed reads the rows after the last id it saw every second and passes
-//! them on, as the `LISTEN` connection does on PostgreSQL.
+//! (migration 8) append the hash of every credential whose `revoked_at_s` is set to
+//! `credential_ending`, in the order of the revocations; the feed reads the rows after the
+//! last id it saw every second and passes them on, as the `LISTEN` connection does on
+//! PostgreSQL.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{broadcast, watch};
@@ -25,58 +32,142 @@ const READ_LIMIT: Duration = Duration::from_secs(10);
 /// the channel (see `ENDED_CAPACITY`) is not overrun.
 const PAGE: i64 = 256;
 
-/// Reads the endings after `after` (at most [`PAGE`]); the first reading (`after` = `None`)
-/// only finds where the table ends: those endings came before the feed started, so before any
-/// of its streams. Returns the new mark and the hashes.
-async fn read(db: &DatabaseConnection, after: Option<i64>) -> Result<(i64, Vec<String>), DbErr> {
-    let Some(after) = after else {
-        let last: Option<i64> =
-            db::query_scalar(db, "SELECT MAX(id) FROM credential_ending", vec![])
-                .await?
-                .flatten();
-        return Ok((last.unwrap_or(0), Vec::new()));
-    };
+/// Where the reading stands: the id of the last ending read, [`UNKNOWN`] before the first
+/// reading. Kept by the feed across readers, so that a reader started again after the feed
+/// reconnected goes on where the last one stopped.
+#[derive(Debug)]
+pub(crate) struct Position(AtomicI64);
+
+/// The position before the table was first read.
+const UNKNOWN: i64 = -1;
+
+impl Default for Position {
+    fn default() -> Self {
+        Self(AtomicI64::new(UNKNOWN))
+    }
+}
+
+/// What one reading found.
+#[derive(Debug, PartialEq, Eq)]
+enum Reading {
+    /// The hashes after the position, up to the new position.
+    Endings { last: i64, hashes: Vec<String> },
+    /// The table ends below the position: it was made again (`migrate down`, then up) and
+    /// its ids start over. Read from its start.
+    Restarted,
+}
+
+/// The id of the last ending in the table (0 when it is empty).
+async fn last_id(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    Ok(db::query_scalar(
+        db,
+        "SELECT COALESCE(MAX(id), 0) FROM credential_ending",
+        vec![],
+    )
+    .await?
+    .unwrap_or(0))
+}
+
+/// Reads the endings after `after` (at most [`PAGE`]).
+async fn read(db: &DatabaseConnection, after: i64) -> Result<Reading, DbErr> {
     let rows = db::query_all(
         db,
         "SELECT id, hash FROM credential_ending WHERE id > $1 ORDER BY id LIMIT $2",
         vec![after.into(), PAGE.into()],
     )
     .await?;
-    let mut mark = after;
+    if rows.is_empty() {
+        return Ok(if last_id(db).await? < after {
+            Reading::Restarted
+        } else {
+            Reading::Endings {
+                last: after,
+                hashes: Vec::new(),
+            }
+        });
+    }
+    let mut last = after;
     let mut hashes = Vec::with_capacity(rows.len());
     for row in rows {
-        mark = row.try_get("", "id")?;
+        let id: i64 = row.try_get("", "id")?;
+        if id > last + 1 {
+            // Ids follow one another (one writer at a time, rolled-back ids given back), so
+            // a gap is what the table's trimming dropped before it was read.
+            tracing::warn!(
+                missed = id - last - 1,
+                "ended credentials were dropped from credential_ending before they were read; their streams close at their next heartbeat"
+            );
+        }
+        last = id;
         hashes.push(row.try_get("", "hash")?);
     }
-    Ok((mark, hashes))
+    Ok(Reading::Endings { last, hashes })
 }
 
-/// Reads the endings every [`EVERY`] and sends them on `ended`, until `stop` turns or closes.
-/// A failed reading is logged once (and its recovery), not every second.
+/// Sets the position at the end of the table, if it is not set: the endings before the feed
+/// started came before any of its streams. Done before the feed reports ready, so that an
+/// ending right after the start is not taken for an old one.
+pub(crate) async fn start(db: &DatabaseConnection, position: &Position) {
+    if position.0.load(Ordering::Relaxed) != UNKNOWN {
+        return;
+    }
+    match tokio::time::timeout(READ_LIMIT, last_id(db)).await {
+        Ok(Ok(last)) => position.0.store(last, Ordering::Relaxed),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read credential_ending; ended credentials are looked for again every second")
+        }
+        Err(_) => tracing::warn!(
+            "credential_ending did not answer at start; ended credentials are looked for again every second"
+        ),
+    }
+}
+
+/// Reads the endings every [`EVERY`] from `position` on and sends them on `ended`, until
+/// `stop` turns or closes. A failed reading is logged once (and its recovery), not every
+/// second.
 pub(crate) async fn follow(
     db: DatabaseConnection,
     ended: broadcast::Sender<Arc<str>>,
     mut stop: watch::Receiver<bool>,
+    position: Arc<Position>,
 ) {
-    let mut after = None;
     let mut failing = false;
     loop {
-        match tokio::time::timeout(READ_LIMIT, read(&db, after)).await {
-            Ok(Ok((mark, hashes))) => {
+        start(&db, &position).await;
+        let after = position.0.load(Ordering::Relaxed);
+        let outcome = if after == UNKNOWN {
+            None
+        } else {
+            tokio::time::timeout(READ_LIMIT, read(&db, after))
+                .await
+                .ok()
+        };
+        match outcome {
+            Some(Ok(reading)) => {
                 if failing {
                     failing = false;
                     tracing::info!("ended credentials are read again");
                 }
-                after = Some(mark);
-                for hash in hashes {
-                    let _ = ended.send(Arc::from(hash));
+                match reading {
+                    Reading::Endings { last, hashes } => {
+                        position.0.store(last, Ordering::Relaxed);
+                        for hash in hashes {
+                            let _ = ended.send(Arc::from(hash));
+                        }
+                    }
+                    Reading::Restarted => {
+                        tracing::info!(
+                            "credential_ending was made again; reading it from its start"
+                        );
+                        position.0.store(0, Ordering::Relaxed);
+                    }
                 }
             }
             outcome => {
                 if !failing {
                     failing = true;
                     let error = match outcome {
-                        Ok(Err(e)) => e.to_string(),
+                        Some(Err(e)) => e.to_string(),
                         _ => format!("no answer within {} s", READ_LIMIT.as_secs()),
                     };
                     tracing::warn!(%error, "cannot read ended credentials; streams of credentials ended by other processes close at their next heartbeat");
@@ -107,9 +198,9 @@ mod tests {
         .unwrap();
     }
 
-    /// Every revocation, however it is made, is read once, in order, from where the first
-    /// reading found the table; revoking again adds nothing, and a bulk revocation comes a
-    /// page at a time.
+    /// Every revocation, however it is made, is read once, in order, from where the table
+    /// ended at the start; revoking again adds nothing, a bulk revocation comes a page at a
+    /// time, and a table made again is read from its start.
     #[tokio::test]
     async fn revocations_are_read_once_in_order_after_the_start() {
         let db = crate::db::connect("sqlite::memory:", 2).await.unwrap();
@@ -137,15 +228,25 @@ mod tests {
         .unwrap();
         revoke(&db, "api_token", "token_hash", "t0").await;
 
-        let (start, none) = read(&db, None).await.unwrap();
-        assert!(none.is_empty(), "what ended before the start is not news");
-        let (mark, none) = read(&db, Some(start)).await.unwrap();
-        assert_eq!((mark, none.len()), (start, 0));
+        let position = Position::default();
+        start(&db, &position).await;
+        let at_start = position.0.load(Ordering::Relaxed);
+        assert_eq!(at_start, 1, "what ended before the start is not news");
+        let none = read(&db, at_start).await.unwrap();
+        assert_eq!(
+            none,
+            Reading::Endings {
+                last: at_start,
+                hashes: vec![]
+            }
+        );
 
         revoke(&db, "dashboard_session", "id_hash", "s0").await;
         revoke(&db, "api_token", "token_hash", "t1").await;
         revoke(&db, "api_token", "token_hash", "t0").await;
-        let (mark, hashes) = read(&db, Some(start)).await.unwrap();
+        let Reading::Endings { last, hashes } = read(&db, at_start).await.unwrap() else {
+            panic!("restarted")
+        };
         assert_eq!(hashes, ["s0", "t1"]);
 
         db::execute(
@@ -155,10 +256,23 @@ mod tests {
         )
         .await
         .unwrap();
-        let (mark, page) = read(&db, Some(mark)).await.unwrap();
-        assert_eq!(page.len() as i64, PAGE);
-        assert_eq!(page[0], "t2");
-        let (_, rest) = read(&db, Some(mark)).await.unwrap();
-        assert_eq!(rest.len(), 1);
+        let Reading::Endings { last, hashes } = read(&db, last).await.unwrap() else {
+            panic!("restarted")
+        };
+        assert_eq!(hashes.len() as i64, PAGE);
+        assert_eq!(hashes[0], "t2");
+        let Reading::Endings { last, hashes } = read(&db, last).await.unwrap() else {
+            panic!("restarted")
+        };
+        assert_eq!(hashes.len(), 1);
+
+        // The table made again: its ids start over, below the position.
+        migration::cli::run(&db, &migration::cli::MigrateCommand::Down { steps: 1 })
+            .await
+            .unwrap();
+        migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+        assert_eq!(read(&db, last).await.unwrap(), Reading::Restarted);
     }
 }

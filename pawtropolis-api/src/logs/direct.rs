@@ -410,40 +410,29 @@ fn response_head(parts: &poem::ResponseParts, content_length: Option<usize>) -> 
     head.into()
 }
 
-/// [`write_batch`] within `timeout`. Not [`with_write_timeout`], as the connections
-/// handed to hyper have: its two timers would add 272 bytes to every idle stream (312 bytes
-/// against a `TcpStream`'s 40) for as long as it lives; this one exists only during a write.
+/// Writes every chunk of `batch` (one `writev` when the socket takes them all) and empties
+/// it, failing with [`std::io::ErrorKind::TimedOut`] when a write makes no progress for
+/// `timeout`: a slow client that still reads is not cut off however long the batch takes.
+/// Not [`with_write_timeout`], as the connections handed to hyper have: its two timers would
+/// add 272 bytes to every idle stream (312 bytes against a `TcpStream`'s 40) for as long as it
+/// lives; this one exists only during a write.
 async fn send<W: AsyncWrite + Unpin>(
     wr: &mut W,
     batch: &mut Vec<Bytes>,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    tokio::time::timeout(timeout, write_batch(wr, batch))
-        .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
-}
-
-/// Writes every chunk of `batch` (one `writev` when the socket takes them all) and empties it.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    batch: &mut Vec<Bytes>,
-) -> std::io::Result<()> {
     batch.retain(|b| !b.is_empty());
-    if let [one] = batch.as_slice() {
-        wr.write_all(one).await?;
-        batch.clear();
-        return Ok(());
-    }
     let mut first = 0;
     while first < batch.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = batch[first..]
-            .iter()
-            .map(|b| std::io::IoSlice::new(b))
-            .collect();
-        let mut n = wr.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
+        let mut n = if let [one] = &batch[first..] {
+            progress(timeout, wr.write(one)).await?
+        } else {
+            let slices: Vec<std::io::IoSlice<'_>> = batch[first..]
+                .iter()
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            progress(timeout, wr.write_vectored(&slices)).await?
+        };
         while first < batch.len() && n >= batch[first].len() {
             n -= batch[first].len();
             first += 1;
@@ -454,6 +443,18 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     }
     batch.clear();
     Ok(())
+}
+
+/// One write, which must take some bytes within `timeout`.
+async fn progress(
+    timeout: Duration,
+    write: impl std::future::Future<Output = std::io::Result<usize>>,
+) -> std::io::Result<usize> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(0)) => Err(std::io::ErrorKind::WriteZero.into()),
+        Ok(written) => written,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
 }
 
 /// A connection handed on to poem's server: the bytes read while deciding come first.
@@ -572,9 +573,40 @@ mod tests {
             Bytes::from_static(b"id: 22\n\n"),
             Bytes::from_static(b"x"),
         ];
-        write_batch(&mut out, &mut batch).await.unwrap();
+        send(&mut out, &mut batch, WRITE_TIMEOUT).await.unwrap();
         assert_eq!(out.0, b"id: 1\n\nid: 22\n\nx");
         assert!(batch.is_empty());
+    }
+
+    /// The timeout bounds a write that makes no progress, not the whole batch: a client that
+    /// takes a byte every 3 s gets a 10-byte batch in 30 s under a 5 s timeout; one that takes
+    /// nothing fails it after 5 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_times_out_without_progress_not_while_slow() {
+        let timeout = Duration::from_secs(5);
+        let (mut wr, mut rd) = tokio::io::duplex(1);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut byte = [0u8; 1];
+            while got.len() < 10 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                rd.read_exact(&mut byte).await.unwrap();
+                got.push(byte[0]);
+            }
+            got
+        });
+        let started = tokio::time::Instant::now();
+        let mut batch = vec![Bytes::from_static(b"01234"), Bytes::from_static(b"56789")];
+        send(&mut wr, &mut batch, timeout).await.unwrap();
+        assert_eq!(reader.await.unwrap(), b"0123456789");
+        assert!(started.elapsed() >= Duration::from_secs(27));
+
+        let (mut wr, _rd) = tokio::io::duplex(1);
+        let started = tokio::time::Instant::now();
+        let mut batch = vec![Bytes::from_static(b"ab")];
+        let e = send(&mut wr, &mut batch, timeout).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), timeout);
     }
 
     #[cfg(target_os = "linux")]

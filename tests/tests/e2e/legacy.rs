@@ -223,6 +223,16 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert!(cols.contains("bot_flag"), "{cols}");
         assert!(cols.contains("image_search_url_template"), "{cols}");
         assert!(cols.contains("idx_action_log_guild_subject_time"), "{cols}");
+        let endings = [
+            "table:credential_ending:",
+            "trigger:credential_ending_token:",
+            "trigger:credential_ending_session:",
+        ];
+        if backend == Backend::Sqlite {
+            for object in endings {
+                assert!(cols.contains(object), "{object} in {cols}");
+            }
+        }
 
         // Rolling the API back never touches the bot's tables.
         run_cli(&tdb.url, &["migrate", "down", "-n", "8"])
@@ -234,6 +244,10 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
             "down dropped bot data on {}",
             backend.name()
         );
+        let cols = schema_snapshot(&tdb).await.join("\n");
+        for object in endings {
+            assert!(!cols.contains(object), "{object} after down");
+        }
 
         let app = TestApp::spawn_on(tdb, &[]).await;
         let token = app.token(&[GUILD_A]).await;
