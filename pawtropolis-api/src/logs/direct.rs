@@ -160,29 +160,34 @@ impl StreamAcceptor {
     {
         let local_addr = inner.local_addr();
         let (tx, handed_on) = mpsc::channel(64);
+        let shared = Arc::new(Shared {
+            endpoint,
+            stream_path,
+            write_timeout,
+            tx,
+        });
         let accept_loop = tokio::spawn(async move {
             loop {
                 match inner.accept().await {
                     Ok((io, local, remote, scheme)) => {
-                        let tx = tx.clone();
-                        let endpoint = endpoint.clone();
+                        let shared = shared.clone();
                         tokio::spawn(async move {
                             // Boxed: the connection's task should not keep the size of the
                             // head parser for as long as the stream lives.
-                            match Box::pin(sniff(io, stream_path)).await {
+                            match Box::pin(sniff(io, shared.stream_path)).await {
                                 Sniffed::Stream(io, head) => {
                                     let req = Request::from_parts(
                                         RequestParts::from((head, local, remote, scheme)),
                                         Body::empty(),
                                     );
-                                    serve_stream(io, &*endpoint, req, write_timeout).await;
+                                    serve_stream(io, &shared, req).await;
                                 }
                                 Sniffed::Other(io) => {
                                     // The listener's may be another (`bind_tcp`'s default).
-                                    let _ = give_up_on_silent_clients(&io.io, write_timeout);
-                                    let io = with_write_timeout(io, write_timeout);
+                                    let _ = give_up_on_silent_clients(&io.io, shared.write_timeout);
+                                    let io = with_write_timeout(io, shared.write_timeout);
                                     // Poem's server stopped accepting: the connection just closes.
-                                    let _ = tx.send((io, local, remote, scheme)).await;
+                                    let _ = shared.tx.send((io, local, remote, scheme)).await;
                                 }
                             }
                         });
@@ -193,7 +198,7 @@ impl StreamAcceptor {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
-                if tx.is_closed() {
+                if shared.tx.is_closed() {
                     return;
                 }
             }
@@ -204,6 +209,16 @@ impl StreamAcceptor {
             accept_loop,
         }
     }
+}
+
+/// What the task of every connection shares: one pointer in each task rather than a copy of
+/// each field, as a live stream's task lives as long as the stream.
+struct Shared<E> {
+    endpoint: Arc<E>,
+    stream_path: &'static str,
+    write_timeout: Duration,
+    /// Connections for poem's server.
+    tx: mpsc::Sender<Accepted>,
 }
 
 impl Drop for StreamAcceptor {
@@ -303,14 +318,13 @@ fn parse_stream_request(buf: &[u8], stream_path: &str) -> Parse {
 }
 
 /// Answers one stream request on `io` and closes the connection when the reply ends or the
-/// client goes away, or a write makes no progress for `write_timeout`.
+/// client goes away, or a write makes no progress for the write timeout.
 async fn serve_stream<E: Endpoint<Output = Response>>(
     mut io: TcpStream,
-    endpoint: &E,
+    shared: &Shared<E>,
     req: Request,
-    write_timeout: Duration,
 ) {
-    let resp = Box::pin(endpoint.get_response(req)).await;
+    let resp = Box::pin(shared.endpoint.get_response(req)).await;
     let (parts, body) = resp.into_parts();
     let streaming = parts.status == StatusCode::OK
         && parts
@@ -321,20 +335,20 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
         // Errors (401, 403, 429, 503 …): small JSON bodies, sent whole.
         let body = body.into_bytes().await.unwrap_or_default();
         let head = response_head(&parts, Some(body.len()));
-        let _ = send(&mut io, &mut vec![head, body], write_timeout).await;
+        let _ = send(&mut io, &mut vec![head, body], shared.write_timeout).await;
         let _ = io.shutdown().await;
         return;
     }
     // Events are small and each should leave at once, not wait for the previous one's ACK.
     let _ = io.set_nodelay(true);
     // Also when the host's listener is not `bind_tcp`'s, or the timeout not its default.
-    let _ = give_up_on_silent_clients(&io, write_timeout);
+    let _ = give_up_on_silent_clients(&io, shared.write_timeout);
     // No length and no chunking: the stream's body ends when the connection closes, which
     // is how it ends anyway. Each event then goes out as the very bytes the feed prepared.
     if send(
         &mut io,
         &mut vec![response_head(&parts, None)],
-        write_timeout,
+        shared.write_timeout,
     )
     .await
     .is_err()
@@ -368,7 +382,7 @@ async fn serve_stream<E: Endpoint<Output = Response>>(
                         None => break,
                     }
                 }
-                if send(&mut wr, &mut batch, write_timeout).await.is_err() || ended {
+                if send(&mut wr, &mut batch, shared.write_timeout).await.is_err() || ended {
                     break;
                 }
             },
@@ -424,14 +438,20 @@ async fn send<W: AsyncWrite + Unpin>(
     batch.retain(|b| !b.is_empty());
     let mut first = 0;
     while first < batch.len() {
-        let mut n = if let [one] = &batch[first..] {
-            progress(timeout, wr.write(one)).await?
+        // A timer per write, not per batch: each write must take some bytes in time.
+        let written = if let [one] = &batch[first..] {
+            tokio::time::timeout(timeout, wr.write(one)).await
         } else {
             let slices: Vec<std::io::IoSlice<'_>> = batch[first..]
                 .iter()
                 .map(|b| std::io::IoSlice::new(b))
                 .collect();
-            progress(timeout, wr.write_vectored(&slices)).await?
+            tokio::time::timeout(timeout, wr.write_vectored(&slices)).await
+        };
+        let mut n = match written {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => written?,
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
         };
         while first < batch.len() && n >= batch[first].len() {
             n -= batch[first].len();
@@ -443,18 +463,6 @@ async fn send<W: AsyncWrite + Unpin>(
     }
     batch.clear();
     Ok(())
-}
-
-/// One write, which must take some bytes within `timeout`.
-async fn progress(
-    timeout: Duration,
-    write: impl std::future::Future<Output = std::io::Result<usize>>,
-) -> std::io::Result<usize> {
-    match tokio::time::timeout(timeout, write).await {
-        Ok(Ok(0)) => Err(std::io::ErrorKind::WriteZero.into()),
-        Ok(written) => written,
-        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
-    }
 }
 
 /// A connection handed on to poem's server: the bytes read while deciding come first.
