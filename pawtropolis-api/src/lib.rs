@@ -130,8 +130,9 @@ impl PawtropolisApi {
 
     /// Revokes an API token given by its id or its secret, as `token revoke` does, and ends
     /// its live streams here at once: a bot that revokes tokens itself (a slash command, say)
-    /// needs no second process, and on SQLite, where revocations are otherwise read from the
-    /// tables every second, the token is refused and its streams end with no delay at all.
+    /// needs no second process, and on SQLite, where revocations are otherwise read from
+    /// `credential_ending` every second, the token is refused and its streams end with no
+    /// delay at all.
     /// Returns false when no active token matched.
     pub async fn revoke_token(&self, id_or_secret: &str) -> Result<bool, ApiError> {
         let now = self.state.clock.now_s();
