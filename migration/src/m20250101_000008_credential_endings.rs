@@ -3,12 +3,11 @@
 //! PostgreSQL announces each ending with `NOTIFY`, which every server's live feed hears. SQLite
 //! has no such thing, so a `token revoke` run from the CLI, or a logout through another process
 //! sharing the file, would reach a server's live streams only at their next heartbeat. Triggers
-//! append the hash of every credential whose `revoked_at_s` is set, whoever set it (the API,
-//! the CLI, SQL typed by hand), to `credential_ending`, whose ids grow with each one: the feed
-//! reads the rows after the last id it saw every second. No clock is involved, so a writer's
-//! clock cannot hide an ending. The table keeps the latest 10,000 endings (under a megabyte),
-//! far more than a second's. A row deleted by hand is not an ending here: its token is refused
-//! once its few seconds of trust are over, and its streams close at their next heartbeat.
+//! append the hash of every credential whose `revoked_at_s` is set, or whose live row is
+//! deleted, whoever did it (the API, the CLI, SQL typed by hand), to `credential_ending`, whose
+//! ids grow with each one: the feed reads the rows after the last id it saw every second. No
+//! clock is involved, so a writer's clock cannot hide an ending. The table keeps the latest
+//! 10,000 endings (under a megabyte), far more than a second's.
 
 // The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the impl.
 #![allow(elided_lifetimes_in_paths)]
@@ -38,6 +37,36 @@ const TRIGGERS: [(&str, &str, &str); 2] = [
     ("credential_ending_session", "dashboard_session", "id_hash"),
 ];
 
+/// What each trigger records, and when: a revocation, and the deletion of a row that was not
+/// revoked (a token deleted by hand; a session the login's purge found expired or idle).
+const EVENTS: [(&str, &str, &str); 2] = [
+    (
+        "",
+        "UPDATE OF revoked_at_s",
+        "OLD.revoked_at_s IS NULL AND NEW.revoked_at_s IS NOT NULL",
+    ),
+    ("_deleted", "DELETE", "OLD.revoked_at_s IS NULL"),
+];
+
+/// The trigger name of each table and event, with its statement.
+fn triggers() -> impl Iterator<Item = (String, String)> {
+    TRIGGERS.into_iter().flat_map(|(name, table, hash)| {
+        EVENTS.into_iter().map(move |(suffix, event, when)| {
+            let row = if event == "DELETE" { "OLD" } else { "NEW" };
+            let name = format!("{name}{suffix}");
+            let sql = format!(
+                "CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table} WHEN {when} \
+                 BEGIN \
+                   INSERT INTO credential_ending (hash) VALUES ({row}.{hash}); \
+                   DELETE FROM credential_ending \
+                    WHERE id <= (SELECT MAX(id) FROM credential_ending) - 10000; \
+                 END"
+            );
+            (name, sql)
+        })
+    })
+}
+
 #[derive(DeriveMigrationName)]
 pub(crate) struct Migration;
 
@@ -49,18 +78,8 @@ impl MigrationTrait for Migration {
         }
         ensure_table(manager, &ENDINGS).await?;
         let db = manager.get_connection();
-        for (name, table, hash) in TRIGGERS {
-            db.execute_unprepared(&format!(
-                "CREATE TRIGGER IF NOT EXISTS {name} \
-                 AFTER UPDATE OF revoked_at_s ON {table} \
-                 WHEN OLD.revoked_at_s IS NULL AND NEW.revoked_at_s IS NOT NULL \
-                 BEGIN \
-                   INSERT INTO credential_ending (hash) VALUES (NEW.{hash}); \
-                   DELETE FROM credential_ending \
-                    WHERE id <= (SELECT MAX(id) FROM credential_ending) - 10000; \
-                 END"
-            ))
-            .await?;
+        for (_, sql) in triggers() {
+            db.execute_unprepared(&sql).await?;
         }
         Ok(())
     }
@@ -70,7 +89,7 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let db = manager.get_connection();
-        for (name, ..) in TRIGGERS {
+        for (name, _) in triggers() {
             db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {name}"))
                 .await?;
         }

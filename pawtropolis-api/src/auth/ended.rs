@@ -10,7 +10,7 @@
 //! in `credential_ending`, which the live feed reads every second, so there they take effect
 //! within a second. What is missed reaches streams at their next heartbeat: an announcement
 //! while an instance's `LISTEN` connection is down, endings trimmed from `credential_ending`
-//! before they were read (10,000 in a burst; logged), a row deleted by hand.
+//! before they were read (10,000 in a burst; logged).
 
 use std::{
     collections::HashMap,

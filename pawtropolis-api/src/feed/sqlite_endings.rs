@@ -4,8 +4,9 @@
 //! `token revoke` run from the CLI, or a logout through another process on the same file,
 //! would otherwise reach this process's streams only at their next heartbeat (20 s by
 //! default), and its token check only once the token's few seconds of trust ran out. Triggers
-//! (migration 8) append the hash of every credential whose `revoked_at_s` is set to
-//! `credential_ending`, in the order of the revocations; the feed reads the rows after the
+//! (migration 8) append the hash of every credential whose `revoked_at_s` is set, or whose
+//! live row is deleted, to `credential_ending`, in the order of the endings; the feed reads the
+//! rows after the
 //! last id it saw every second and passes them on, as the `LISTEN` connection does on
 //! PostgreSQL.
 
@@ -198,9 +199,9 @@ mod tests {
         .unwrap();
     }
 
-    /// Every revocation, however it is made, is read once, in order, from where the table
-    /// ended at the start; revoking again adds nothing, a bulk revocation comes a page at a
-    /// time, and a table made again is read from its start.
+    /// Every revocation, however it is made, and every deletion of a live row, is read once,
+    /// in order, from where the table ended at the start; revoking again adds nothing, a bulk
+    /// revocation comes a page at a time, and a table made again is read from its start.
     #[tokio::test]
     async fn revocations_are_read_once_in_order_after_the_start() {
         let db = crate::db::connect("sqlite::memory:", 2).await.unwrap();
@@ -265,6 +266,27 @@ mod tests {
             panic!("restarted")
         };
         assert_eq!(hashes.len(), 1);
+
+        // A live row deleted by hand ends its credential; a revoked one has ended already.
+        db::execute(
+            &db,
+            "INSERT INTO api_token (name, token_hash, guild_ids, created_at_s) \
+             VALUES ('t', 'live', '1', 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+        db::execute(
+            &db,
+            "DELETE FROM api_token WHERE token_hash IN ('live', 't0')",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let Reading::Endings { last, hashes } = read(&db, last).await.unwrap() else {
+            panic!("restarted")
+        };
+        assert_eq!(hashes, ["live"]);
 
         // The table made again: its ids start over, below the position.
         migration::cli::run(&db, &migration::cli::MigrateCommand::Down { steps: 1 })

@@ -227,6 +227,8 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
             "table:credential_ending:",
             "trigger:credential_ending_token:",
             "trigger:credential_ending_session:",
+            "trigger:credential_ending_token_deleted:",
+            "trigger:credential_ending_session_deleted:",
         ];
         if backend == Backend::Sqlite {
             for object in endings {
