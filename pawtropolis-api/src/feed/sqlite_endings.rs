@@ -189,6 +189,18 @@ pub(crate) async fn follow(
 mod tests {
     use super::*;
 
+    async fn exec(db: &DatabaseConnection, sql: &str) {
+        db::execute(db, sql, vec![]).await.unwrap();
+    }
+
+    /// The endings after `after`, and the new position.
+    async fn endings(db: &DatabaseConnection, after: i64) -> (i64, Vec<String>) {
+        match read(db, after).await.unwrap() {
+            Reading::Endings { last, hashes } => (last, hashes),
+            Reading::Restarted => panic!("read as made again"),
+        }
+    }
+
     async fn revoke(db: &DatabaseConnection, table: &str, hash_column: &str, hash: &str) {
         db::execute(
             db,
@@ -218,15 +230,13 @@ mod tests {
             .await
             .unwrap();
         }
-        db::execute(
+        exec(
             &db,
             "INSERT INTO dashboard_session (id_hash, user_id, username, display_name, \
              avatar_url, guild_ids, discord_access_token, created_at_s, last_seen_at_s, \
              roles_checked_at_s) VALUES ('s0', 'u', 'u', 'u', '', '1', 'x', 0, 0, 0)",
-            vec![],
         )
-        .await
-        .unwrap();
+        .await;
         revoke(&db, "api_token", "token_hash", "t0").await;
 
         let position = Position::default();
@@ -245,47 +255,33 @@ mod tests {
         revoke(&db, "dashboard_session", "id_hash", "s0").await;
         revoke(&db, "api_token", "token_hash", "t1").await;
         revoke(&db, "api_token", "token_hash", "t0").await;
-        let Reading::Endings { last, hashes } = read(&db, at_start).await.unwrap() else {
-            panic!("restarted")
-        };
+        let (last, hashes) = endings(&db, at_start).await;
         assert_eq!(hashes, ["s0", "t1"]);
 
-        db::execute(
+        exec(
             &db,
             "UPDATE api_token SET revoked_at_s = 2 WHERE revoked_at_s IS NULL",
-            vec![],
         )
-        .await
-        .unwrap();
-        let Reading::Endings { last, hashes } = read(&db, last).await.unwrap() else {
-            panic!("restarted")
-        };
+        .await;
+        let (last, hashes) = endings(&db, last).await;
         assert_eq!(hashes.len() as i64, PAGE);
         assert_eq!(hashes[0], "t2");
-        let Reading::Endings { last, hashes } = read(&db, last).await.unwrap() else {
-            panic!("restarted")
-        };
+        let (last, hashes) = endings(&db, last).await;
         assert_eq!(hashes.len(), 1);
 
         // A live row deleted by hand ends its credential; a revoked one has ended already.
-        db::execute(
+        exec(
             &db,
             "INSERT INTO api_token (name, token_hash, guild_ids, created_at_s) \
              VALUES ('t', 'live', '1', 0)",
-            vec![],
         )
-        .await
-        .unwrap();
-        db::execute(
+        .await;
+        exec(
             &db,
             "DELETE FROM api_token WHERE token_hash IN ('live', 't0')",
-            vec![],
         )
-        .await
-        .unwrap();
-        let Reading::Endings { last, hashes } = read(&db, last).await.unwrap() else {
-            panic!("restarted")
-        };
+        .await;
+        let (last, hashes) = endings(&db, last).await;
         assert_eq!(hashes, ["live"]);
 
         // The table made again: its ids start over, below the position.
