@@ -106,6 +106,10 @@ struct Args {
     /// channel holds (128) makes every stream of the guild fall behind at once and catch up.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5000))]
     burst: u16,
+    /// Seconds between the streams' heartbeats (each also re-checks the stream's token), as
+    /// `PAWTROPOLIS_SSE_HEARTBEAT_SECS`.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    heartbeat_secs: u64,
     /// Internal: run as the writer process of `--mode database`, on this database URL.
     #[arg(long)]
     write_to: Option<String>,
@@ -376,6 +380,7 @@ async fn serve_and_write(args: &Args) -> anyhow::Result<(client::ClientReport, M
     let settings = ApiSettings {
         sse_max_streams: args.clients + 10,
         sse_max_streams_per_principal: args.clients + 10,
+        sse_heartbeat: Duration::from_secs(args.heartbeat_secs),
         ..ApiSettings::default()
     };
     let api = PawtropolisApi::builder(db.clone())
