@@ -567,9 +567,9 @@ impl ActionFeed {
 
     /// Hashes of the credentials that end from now on: a logout or a revocation anywhere on
     /// the same database, announced with `NOTIFY` on PostgreSQL (see [`crate::auth::ended`]),
-    /// read from `credential_ending` every second on a SQLite file. The mounted API follows it to end those
-    /// credentials' streams. On SQLite the credentials that end through this process come
-    /// again a second later.
+    /// read from `credential_ending` every second on a SQLite file. The mounted API follows
+    /// it to end those credentials' streams. On SQLite the credentials that end through this
+    /// process come again a second later.
     pub fn ended_credentials(&self) -> broadcast::Receiver<Arc<str>> {
         self.inner.ended.subscribe()
     }
