@@ -31,11 +31,11 @@ use crate::db;
 pub const ENDED_CHANNEL: &str = "pawtropolis_credential_ended";
 
 /// Announces to every instance on the same PostgreSQL database that the credential whose
-/// secret hashes to `hash` has ended (on SQLite, triggers record it for the feeds instead). Called right after the
-/// ending's statement: on a plain connection it has committed; inside a caller's transaction
-/// PostgreSQL holds the announcement until the commit (and drops it on a rollback). A failure
-/// is logged, not returned: the ending stands, and the streams still close at their next
-/// heartbeat's check.
+/// secret hashes to `hash` has ended (on SQLite, triggers record it for the feeds instead).
+/// Called right after the ending's statement: on a plain connection it has committed; inside
+/// a caller's transaction PostgreSQL holds the announcement until the commit (and drops it on
+/// a rollback). A failure is logged, not returned: the ending stands, and the streams still
+/// close at their next heartbeat's check.
 pub(crate) async fn announce(db: &impl ConnectionTrait, hash: &str) {
     if db.get_database_backend() != DbBackend::Postgres {
         return;

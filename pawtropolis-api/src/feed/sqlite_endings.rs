@@ -6,9 +6,8 @@
 //! default), and its token check only once the token's few seconds of trust ran out. Triggers
 //! (migration 8) append the hash of every credential whose `revoked_at_s` is set, or whose
 //! live row is deleted, to `credential_ending`, in the order of the endings; the feed reads the
-//! rows after the
-//! last id it saw every second and passes them on, as the `LISTEN` connection does on
-//! PostgreSQL.
+//! rows after the last id it saw every second and passes them on, as the `LISTEN` connection
+//! does on PostgreSQL.
 
 use std::{
     sync::{
@@ -49,7 +48,7 @@ impl Default for Position {
 }
 
 /// What one reading found.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Reading {
     /// The hashes after the position, up to the new position.
     Endings { last: i64, hashes: Vec<String> },
@@ -105,21 +104,43 @@ async fn read(db: &DatabaseConnection, after: i64) -> Result<Reading, DbErr> {
     Ok(Reading::Endings { last, hashes })
 }
 
-/// Sets the position at the end of the table, if it is not set: the endings before the feed
-/// started came before any of its streams. Done before the feed reports ready, so that an
-/// ending right after the start is not taken for an old one.
-pub(crate) async fn start(db: &DatabaseConnection, position: &Position) {
-    if position.0.load(Ordering::Relaxed) != UNKNOWN {
-        return;
-    }
-    match tokio::time::timeout(READ_LIMIT, last_id(db)).await {
-        Ok(Ok(last)) => position.0.store(last, Ordering::Relaxed),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "cannot read credential_ending; ended credentials are looked for again every second")
+/// One reading from `position`, which it moves on; returns the hashes read. The first sets
+/// the position at the end of the table and returns none: the endings before the feed
+/// started came before any of its streams.
+async fn step(db: &DatabaseConnection, position: &Position) -> Result<Vec<String>, DbErr> {
+    let after = position.0.load(Ordering::Relaxed);
+    let (last, hashes) = if after == UNKNOWN {
+        (last_id(db).await?, Vec::new())
+    } else {
+        match read(db, after).await? {
+            Reading::Endings { last, hashes } => (last, hashes),
+            Reading::Restarted => {
+                tracing::info!("credential_ending was made again; reading it from its start");
+                (0, Vec::new())
+            }
         }
-        Err(_) => tracing::warn!(
-            "credential_ending did not answer at start; ended credentials are looked for again every second"
-        ),
+    };
+    position.0.store(last, Ordering::Relaxed);
+    Ok(hashes)
+}
+
+/// [`step`] within [`READ_LIMIT`].
+async fn timed_step(db: &DatabaseConnection, position: &Position) -> Result<Vec<String>, String> {
+    match tokio::time::timeout(READ_LIMIT, step(db, position)).await {
+        Ok(Ok(hashes)) => Ok(hashes),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", READ_LIMIT.as_secs())),
+    }
+}
+
+/// Sets the position at the end of the table, before the feed reports ready, so that an
+/// ending right after the start is not taken for an old one. (On a failure, the first
+/// reading of [`follow`] tries again.)
+pub(crate) async fn start(db: &DatabaseConnection, position: &Position) {
+    if position.0.load(Ordering::Relaxed) == UNKNOWN
+        && let Err(error) = timed_step(db, position).await
+    {
+        tracing::warn!(%error, "cannot read credential_ending at start; trying again every second");
     }
 }
 
@@ -134,46 +155,21 @@ pub(crate) async fn follow(
 ) {
     let mut failing = false;
     loop {
-        start(&db, &position).await;
-        let after = position.0.load(Ordering::Relaxed);
-        let outcome = if after == UNKNOWN {
-            None
-        } else {
-            tokio::time::timeout(READ_LIMIT, read(&db, after))
-                .await
-                .ok()
-        };
-        match outcome {
-            Some(Ok(reading)) => {
+        match timed_step(&db, &position).await {
+            Ok(hashes) => {
                 if failing {
                     failing = false;
                     tracing::info!("ended credentials are read again");
                 }
-                match reading {
-                    Reading::Endings { last, hashes } => {
-                        position.0.store(last, Ordering::Relaxed);
-                        for hash in hashes {
-                            let _ = ended.send(Arc::from(hash));
-                        }
-                    }
-                    Reading::Restarted => {
-                        tracing::info!(
-                            "credential_ending was made again; reading it from its start"
-                        );
-                        position.0.store(0, Ordering::Relaxed);
-                    }
+                for hash in hashes {
+                    let _ = ended.send(Arc::from(hash));
                 }
             }
-            outcome => {
-                if !failing {
-                    failing = true;
-                    let error = match outcome {
-                        Some(Err(e)) => e.to_string(),
-                        _ => format!("no answer within {} s", READ_LIMIT.as_secs()),
-                    };
-                    tracing::warn!(%error, "cannot read ended credentials; streams of credentials ended by other processes close at their next heartbeat");
-                }
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "cannot read ended credentials; streams of credentials ended by other processes close at their next heartbeat");
             }
+            Err(_) => {}
         }
         tokio::select! {
             () = tokio::time::sleep(EVERY) => {}
@@ -193,14 +189,6 @@ mod tests {
         db::execute(db, sql, vec![]).await.unwrap();
     }
 
-    /// The endings after `after`, and the new position.
-    async fn endings(db: &DatabaseConnection, after: i64) -> (i64, Vec<String>) {
-        match read(db, after).await.unwrap() {
-            Reading::Endings { last, hashes } => (last, hashes),
-            Reading::Restarted => panic!("read as made again"),
-        }
-    }
-
     async fn revoke(db: &DatabaseConnection, table: &str, hash_column: &str, hash: &str) {
         db::execute(
             db,
@@ -212,8 +200,9 @@ mod tests {
     }
 
     /// Every revocation, however it is made, and every deletion of a live row, is read once,
-    /// in order, from where the table ended at the start; revoking again adds nothing, a bulk
-    /// revocation comes a page at a time, and a table made again is read from its start.
+    /// in order, from where the table ended at the start; revoking again adds nothing, deleting
+    /// a revoked row adds nothing, a bulk revocation comes a page at a time, and a table made
+    /// again is read from its start.
     #[tokio::test]
     async fn revocations_are_read_once_in_order_after_the_start() {
         let db = crate::db::connect("sqlite::memory:", 2).await.unwrap();
@@ -234,40 +223,36 @@ mod tests {
             &db,
             "INSERT INTO dashboard_session (id_hash, user_id, username, display_name, \
              avatar_url, guild_ids, discord_access_token, created_at_s, last_seen_at_s, \
-             roles_checked_at_s) VALUES ('s0', 'u', 'u', 'u', '', '1', 'x', 0, 0, 0)",
+             roles_checked_at_s) VALUES ('s0', 'u', 'u', 'u', '', '1', 'x', 0, 0, 0), \
+             ('s1', 'u', 'u', 'u', '', '1', 'x', 0, 0, 0)",
         )
         .await;
         revoke(&db, "api_token", "token_hash", "t0").await;
 
         let position = Position::default();
         start(&db, &position).await;
-        let at_start = position.0.load(Ordering::Relaxed);
-        assert_eq!(at_start, 1, "what ended before the start is not news");
-        let none = read(&db, at_start).await.unwrap();
-        assert_eq!(
-            none,
-            Reading::Endings {
-                last: at_start,
-                hashes: vec![]
-            }
+        assert_eq!(position.0.load(Ordering::Relaxed), 1);
+        let read = || async { step(&db, &position).await.unwrap() };
+        assert!(
+            read().await.is_empty(),
+            "what ended before the start is not news"
         );
 
         revoke(&db, "dashboard_session", "id_hash", "s0").await;
         revoke(&db, "api_token", "token_hash", "t1").await;
         revoke(&db, "api_token", "token_hash", "t0").await;
-        let (last, hashes) = endings(&db, at_start).await;
-        assert_eq!(hashes, ["s0", "t1"]);
+        assert_eq!(read().await, ["s0", "t1"]);
+        assert!(read().await.is_empty());
 
         exec(
             &db,
             "UPDATE api_token SET revoked_at_s = 2 WHERE revoked_at_s IS NULL",
         )
         .await;
-        let (last, hashes) = endings(&db, last).await;
-        assert_eq!(hashes.len() as i64, PAGE);
-        assert_eq!(hashes[0], "t2");
-        let (last, hashes) = endings(&db, last).await;
-        assert_eq!(hashes.len(), 1);
+        let page = read().await;
+        assert_eq!(page.len() as i64, PAGE);
+        assert_eq!(page[0], "t2");
+        assert_eq!(read().await.len(), 1);
 
         // A live row deleted by hand ends its credential; a revoked one has ended already.
         exec(
@@ -281,16 +266,19 @@ mod tests {
             "DELETE FROM api_token WHERE token_hash IN ('live', 't0')",
         )
         .await;
-        let (last, hashes) = endings(&db, last).await;
-        assert_eq!(hashes, ["live"]);
+        assert_eq!(read().await, ["live"]);
 
-        // The table made again: its ids start over, below the position.
+        // The table made again: its ids start over, below the position, and are read from
+        // the start.
         migration::cli::run(&db, &migration::cli::MigrateCommand::Down { steps: 1 })
             .await
             .unwrap();
         migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
             .await
             .unwrap();
-        assert_eq!(read(&db, last).await.unwrap(), Reading::Restarted);
+        assert!(read().await.is_empty());
+        assert_eq!(position.0.load(Ordering::Relaxed), 0);
+        exec(&db, "DELETE FROM dashboard_session").await;
+        assert_eq!(read().await, ["s1"]);
     }
 }

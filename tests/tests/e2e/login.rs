@@ -623,9 +623,9 @@ async fn a_logout_ends_its_sessions_streams_at_once() {
 
 /// A logout made through another instance and a `token revoke` run from the CLI end this
 /// server's streams of that session or token at once (announced with `NOTIFY` on PostgreSQL,
-/// read from `credential_ending` within a second on SQLite), long before the next heartbeat would find
-/// them ended, and the token is refused at once rather than trusted for its 5 s; streams of
-/// other credentials stay open.
+/// read from `credential_ending` within a second on SQLite), long before the next heartbeat
+/// would find them ended, and the token is refused at once rather than trusted for its 5 s;
+/// streams of other credentials stay open.
 #[tokio::test]
 async fn endings_made_elsewhere_end_streams_at_once() {
     for backend in backends() {

@@ -841,6 +841,17 @@ async fn burst(app: &TestApp, n: i64, reason: Option<&str>) -> Vec<i64> {
     ((before + 1)..=(before + n)).collect()
 }
 
+/// The client, reading again, gets what the buffers held and then the end of the connection
+/// (within a second).
+async fn assert_closed_after_reading(sock: &mut tokio::net::TcpStream) {
+    let mut buf = vec![0; 64 * 1024];
+    let end = tokio::time::timeout(SECS, async {
+        while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    assert!(end.is_ok(), "the connection was not closed");
+}
+
 /// Two streams of guild A on the test server, both open: one from a client that does not read
 /// (a small window, so that the server's writes stall soon) and one from a client that reads.
 async fn stalled_and_reading_streams(
@@ -999,13 +1010,7 @@ async fn poem_server_closes_a_stream_whose_client_stopped_reading() {
         wait_for_open_streams(&app, 1, SECS, "the stream opened").await;
         flood(&app).await;
         wait_for_open_streams(&app, 0, 4 * SECS, "the stalled stream is still open").await;
-        // The client, reading again, gets what the buffers held and then the end.
-        let mut buf = vec![0; 64 * 1024];
-        let end = tokio::time::timeout(SECS, async {
-            while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
-        })
-        .await;
-        assert!(end.is_ok(), "the connection was not closed");
+        assert_closed_after_reading(&mut sock).await;
         host.abort();
         app.finish().await;
     }
@@ -1035,13 +1040,7 @@ async fn the_write_timeout_setting_closes_a_stalled_stream() {
     let all = flood(&app).await;
     assert_eq!(read_ids(&mut reader, all.len()).await, all);
     wait_for_open_streams(&app, 1, 15 * SECS, "the stalled stream is closed").await;
-    // The client, reading again, gets what the buffers held and then the end.
-    let mut buf = vec![0; 64 * 1024];
-    let end = tokio::time::timeout(SECS, async {
-        while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
-    })
-    .await;
-    assert!(end.is_ok(), "the connection was not closed");
+    assert_closed_after_reading(&mut sock).await;
     assert_eq!(
         app.api.open_streams(),
         1,
