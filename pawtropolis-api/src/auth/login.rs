@@ -205,8 +205,11 @@ async fn end_session(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
     let result = async {
         let login = login_of(&state)?;
         check_origin(&state, req)?;
-        if let Some(c) = super::request_cookie(req, SESSION_COOKIE) {
-            revoke_session(&state.db, &c, state.clock.now_s()).await?;
+        if let Some(c) = super::request_cookie(req, SESSION_COOKIE)
+            // Nothing was live (an old or made-up cookie): there is no stream to end, and
+            // marking it ended would let anyone fill that map.
+            && revoke_session(&state.db, &c, state.clock.now_s()).await?
+        {
             state.ended.ended(&hash_token(&c));
         }
         Ok::<_, ApiError>(

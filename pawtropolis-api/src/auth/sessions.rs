@@ -132,6 +132,10 @@ pub async fn revoke_session(
     secret: &str,
     now_s: i64,
 ) -> Result<bool, DbErr> {
+    // A cookie that cannot be a session costs no write (on SQLite, the lock the bot needs).
+    if !looks_like_session(secret) {
+        return Ok(false);
+    }
     let hash = hash_token(secret);
     let revoked = db::execute(
         db,
@@ -145,6 +149,11 @@ pub async fn revoke_session(
         super::ended::announce(db, &hash).await;
     }
     Ok(revoked)
+}
+
+/// True when `secret` has the shape of a session secret (checked before any hashing or lookup).
+fn looks_like_session(secret: &str) -> bool {
+    secret.starts_with(SESSION_PREFIX) && secret.len() <= 200
 }
 
 /// Seconds between re-check attempts of one session while Discord fails.
@@ -192,7 +201,7 @@ impl SessionStore {
 
     /// The user behind a valid session secret.
     pub async fn user(&self, secret: &str) -> Result<Option<SessionUser>, ApiError> {
-        if !secret.starts_with(SESSION_PREFIX) || secret.len() > 200 {
+        if !looks_like_session(secret) {
             return Ok(None);
         }
         let now = self.clock.now_s();
@@ -302,5 +311,29 @@ impl SessionVerifier for SessionStore {
                 user_id: Some(u.user_id),
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A logout with a cookie that cannot be a session sends no statement: a disconnected
+    /// connection, which panics on any, is never used.
+    #[tokio::test]
+    async fn a_made_up_cookie_costs_no_write() {
+        let db = DatabaseConnection::default();
+        for cookie in [
+            "",
+            "abc",
+            "paw_token_not_a_session",
+            &format!("pws_{}", "x".repeat(200)),
+        ] {
+            assert_eq!(
+                revoke_session(&db, cookie, 0).await.ok(),
+                Some(false),
+                "{cookie}"
+            );
+        }
     }
 }
