@@ -37,12 +37,23 @@ pub async fn identities_for(
     let mut shown = HashMap::new();
     let mut warnings = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut resolving = std::collections::HashSet::new();
+    // Ids as a row spells them when that is not the canonical form (spaces around the
+    // digits): the caller looks rows up by their own spelling.
+    let mut spellings: Vec<(String, String)> = Vec::new();
     for id in ids {
         if !seen.insert(id.to_owned()) {
             continue;
         }
         match Snowflake::parse("moderator_id", id) {
-            Ok(s) => distinct.push(s),
+            Ok(s) => {
+                if s.as_str() != id {
+                    spellings.push((id.to_owned(), s.as_str().to_owned()));
+                }
+                if resolving.insert(s.clone()) {
+                    distinct.push(s);
+                }
+            }
             Err(_) => {
                 shown.insert(
                     id.to_owned(),
@@ -95,6 +106,11 @@ pub async fn identities_for(
             );
         }
         warnings.extend(resolution.warnings);
+    }
+    for (spelled, canonical) in spellings {
+        if let Some(found) = shown.get(&canonical).cloned() {
+            shown.insert(spelled, found);
+        }
     }
     (shown, warnings)
 }

@@ -418,3 +418,51 @@ async fn lasting_warnings_do_not_stop_the_summary_being_cached() {
         app.finish().await;
     }
 }
+
+/// A row whose `actor_id` has spaces around the digits (written by hand or by an old tool) is
+/// named like the others, and the moderator is asked for once.
+#[tokio::test]
+async fn a_moderator_id_spelled_with_spaces_is_named() {
+    for backend in backends() {
+        let fake = FakeDiscord::start().await;
+        fake.add_user(
+            OK_MOD,
+            FakeUser {
+                username: "okmod".into(),
+                ..Default::default()
+            },
+        );
+        fake.add_member(GUILD_A, OK_MOD, FakeMember::default());
+        let (app, token) = start(&backend, &fake).await;
+        let padded = format!(" {OK_MOD}\n");
+        for (i, m) in [OK_MOD, padded.as_str()].into_iter().enumerate() {
+            app.tdb
+                .insert_action(
+                    GUILD_A,
+                    "claim",
+                    m,
+                    Some(USER),
+                    None,
+                    NOW - 100 + i as i64,
+                    None,
+                )
+                .await;
+        }
+        let (s, page) = app
+            .get_json(
+                &format!("/api/logs?guild_id={GUILD_A}&expand=identity"),
+                &token,
+            )
+            .await;
+        assert_eq!(s, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0]["moderator_id"], padded.as_str(), "kept as written");
+        for item in items {
+            assert_eq!(item["display_name"], "okmod", "{item}");
+        }
+        assert_eq!(page["warnings"], serde_json::json!([]));
+        assert_eq!(fake.calls().len(), 1, "one lookup: {:?}", fake.calls());
+        app.finish().await;
+    }
+}
