@@ -67,12 +67,24 @@ impl Zone {
     pub fn parse(tz: Option<&str>) -> Result<Self, ApiError> {
         match tz.map(str::trim).filter(|t| !t.is_empty()) {
             None => Ok(Self::Utc),
-            Some(name) if name.eq_ignore_ascii_case("utc") || name == "Etc/UTC" => Ok(Self::Utc),
-            Some(name) => name.parse::<Tz>().map(Self::Named).map_err(|_| {
-                ApiError::invalid(format!(
+            Some(name) if name.eq_ignore_ascii_case("utc") => Ok(Self::Utc),
+            Some(name) => match name.parse::<Tz>() {
+                // The database's other names of UTC: one grid, one cache entry, `Z` times.
+                Ok(
+                    Tz::UTC
+                    | Tz::Etc__UTC
+                    | Tz::UCT
+                    | Tz::Etc__UCT
+                    | Tz::Universal
+                    | Tz::Etc__Universal
+                    | Tz::Zulu
+                    | Tz::Etc__Zulu,
+                ) => Ok(Self::Utc),
+                Ok(tz) => Ok(Self::Named(tz)),
+                Err(_) => Err(ApiError::invalid(format!(
                     "tz must be an IANA time zone name such as America/New_York, got {name:?}"
-                ))
-            }),
+                ))),
+            },
         }
     }
 
@@ -241,5 +253,30 @@ mod tests {
     fn unknown_zone_is_rejected() {
         assert!(Zone::parse(Some("Mars/Olympus")).is_err());
         assert_eq!(Zone::parse(None).ok(), Some(Zone::Utc));
+    }
+
+    #[test]
+    fn every_name_of_utc_is_utc() {
+        for name in [
+            "utc",
+            "UTC",
+            " Etc/UTC ",
+            "UCT",
+            "Etc/UCT",
+            "Universal",
+            "Zulu",
+            "Etc/Zulu",
+        ] {
+            let zone = Zone::parse(Some(name)).expect(name);
+            assert_eq!(zone, Zone::Utc, "{name}");
+            assert_eq!(zone.format(0), "1970-01-01T00:00:00Z");
+            assert_eq!(zone.name(), "UTC");
+        }
+        // GMT has UTC's offset but is a zone of its own, named and formatted as one.
+        let gmt = Zone::parse(Some("GMT")).expect("GMT");
+        assert_eq!(
+            (gmt.name().as_str(), gmt.format(0).as_str()),
+            ("GMT", "1970-01-01T00:00:00+00:00")
+        );
     }
 }
