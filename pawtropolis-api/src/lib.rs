@@ -20,6 +20,7 @@
 
 mod allow;
 pub mod auth;
+mod blank_params;
 pub mod clock;
 pub mod db;
 pub mod error;
@@ -38,7 +39,7 @@ pub mod timefmt;
 
 use std::sync::Arc;
 
-use poem::{EndpointExt, Route};
+use poem::{EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 use sea_orm::DatabaseConnection;
 use serenity::http::Http;
@@ -380,7 +381,9 @@ fn openapi_service() -> OpenApiService<Apis, ()> {
          metrics, guild configuration and Discord identities. Every operation needs an API token \
          (`Authorization: Bearer …`) or a dashboard session cookie, and answers 403 for a \
          guild the caller may not read. Errors are `{\"error\": {\"code\", \"message\"}}`. \
-         Snowflakes are strings of 17–20 digits without a leading zero; times are RFC 3339.",
+         Snowflakes are strings of 17–20 digits without a leading zero; times are RFC 3339. \
+         A query parameter sent empty (`moderator_id=`, as a form's unfilled field) is the \
+         same as one left out.",
     )
     .url_prefix("/api")
 }
@@ -435,7 +438,12 @@ pub fn register_api_routes(route: Route, api: &PawtropolisApi) -> Route {
         .at("/docs", poem::get(openapi_doc::swagger_ui))
         .at("/docs/", poem::get(openapi_doc::swagger_ui))
         .at("/openapi.json", poem::get(openapi_doc::spec_endpoint))
-        .nest("/", service)
+        .nest(
+            "/",
+            service
+                .into_endpoint()
+                .around(blank_params::drop_blank_params),
+        )
         .with_if(with_cors, cors())
         .catch_all_error(error::render_error)
         .data(api.state.clone())

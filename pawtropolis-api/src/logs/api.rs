@@ -103,19 +103,14 @@ impl LogsApi {
                 settings.logs_max_limit
             )));
         }
-        let app_id = match app_id.0 {
-            Some(a) if a.len() > 100 => {
-                return Err(ApiError::invalid("app_id is at most 100 characters"));
-            }
-            // A blank field of a filter form means "any", as for `action`.
-            Some(a) if a.trim().is_empty() => None,
-            other => other,
-        };
-        // A blank field of a filter form means "any", as for `action` and `app_id`.
+        // Blank parameters never get here: they are dropped as if left out.
+        let app_id = app_id.0;
+        if app_id.as_ref().is_some_and(|a| a.len() > 100) {
+            return Err(ApiError::invalid("app_id is at most 100 characters"));
+        }
         let parse = |field: &str, value: Option<String>| {
             value
                 .as_deref()
-                .filter(|t| !t.trim().is_empty())
                 .map(|t| parse_time_param(field, t))
                 .transpose()
         };
@@ -133,12 +128,7 @@ impl LogsApi {
             since: since.map(TimeParam::at_or_after),
             until: until.map(TimeParam::at_or_before),
         };
-        let cursor = cursor
-            .0
-            .as_deref()
-            .filter(|c| !c.trim().is_empty())
-            .map(Cursor::decode)
-            .transpose()?;
+        let cursor = cursor.0.as_deref().map(Cursor::decode).transpose()?;
         let mut page = list_logs(&state.db, &guild_id, &filter, cursor, limit).await?;
         if expand.0 == Some(Expand::Identity) {
             let ids = page.items.iter().map(|i| i.moderator_id.as_str());

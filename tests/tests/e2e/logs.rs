@@ -230,15 +230,42 @@ async fn bad_parameters_are_400_naming_the_parameter() {
             "{query}: {body}"
         );
     }
-    // Blank time, action, application and cursor fields, as a form sends them, mean "any"
-    // (a blank id or limit is still refused: poem-openapi parses it as a value).
+    // Every field of a filter form sent blank, as a form sends them: the same as left out,
+    // typed ones (snowflakes, numbers, enums) included.
+    app.tdb
+        .insert_action(GUILD_A, "claim", MOD1, Some(USER), Some("app"), 1_000, None)
+        .await;
+    let (_, plain) = app
+        .get_json(&format!("/api/logs?guild_id={GUILD_A}"), &token)
+        .await;
     let (s, body) = app
         .get_json(
-            &format!("/api/logs?guild_id={GUILD_A}&since=&until=%20&action=&app_id=&cursor="),
+            &format!(
+                "/api/logs?guild_id={GUILD_A}&since=&until=%20&action=&app_id=+&cursor=\
+                 &moderator_id=&subject_id=%09&limit=&expand="
+            ),
             &token,
         )
         .await;
-    assert_eq!(s, 200, "{body}");
+    assert_eq!((s, &body), (200, &plain));
+    assert_eq!(plain["items"].as_array().map(Vec::len), Some(1));
+    let (s, body) = app.get_json("/api/logs?guild_id=", &token).await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"]["message"], "guild_id is required", "{body}");
+    let (_, plain) = app
+        .get_json(
+            &format!("/api/metrics/timeseries?guild_id={GUILD_A}"),
+            &token,
+        )
+        .await;
+    let (s, body) = app
+        .get_json(
+            &format!("/api/metrics/timeseries?guild_id={GUILD_A}&window=&bucket=&tz="),
+            &token,
+        )
+        .await;
+    assert_eq!((s, &body), (200, &plain));
+    assert_eq!(plain["buckets"].as_array().map(Vec::len), Some(169));
     // The stream's resume id, refused by its schema's minimum, in the same words.
     let (s, body) = app
         .get_json(
