@@ -17,11 +17,16 @@ use poem::{
 /// whitespace (spelled as `+`, `%20`, or another escape), as a form's empty field does.
 fn is_blank(pair: &str) -> bool {
     let value = pair.split_once('=').map_or("", |(_, v)| v);
-    // Most values start with a character that is not whitespace: no decoding for them.
+    // Most values start with an ASCII character that is not whitespace: no decoding for them.
+    // The rest may be whitespace as `str::trim` sees it: an escape, a `+`, or a raw non-ASCII
+    // space such as U+00A0 (the http crate lets UTF-8 through in a query). Raw ASCII spaces
+    // and tabs cannot reach here: a request line with one does not parse.
     match value.as_bytes().first() {
         None => true,
-        Some(b'+' | b'%' | b' ' | b'\t') => form_urlencoded::parse(format!("v={value}").as_bytes())
-            .all(|(_, v)| v.trim().is_empty()),
+        Some(&b) if b == b'+' || b == b'%' || !b.is_ascii() => {
+            form_urlencoded::parse(format!("v={value}").as_bytes())
+                .all(|(_, v)| v.trim().is_empty())
+        }
         Some(_) => false,
     }
 }
@@ -82,6 +87,11 @@ mod tests {
             "values are kept byte for byte, escapes and all"
         );
         assert_eq!(without_blank_params("limit="), Some(String::new()));
+        // Whitespace beyond ASCII, escaped or sent raw, as `str::trim` sees it.
+        assert_eq!(
+            without_blank_params("since=%C2%A0&cursor=\u{a0}\u{3000}&app_id=\u{e9}"),
+            Some("app_id=\u{e9}".to_owned())
+        );
         // A broken escape is not a blank: the parameter reaches its parser, which says why.
         assert_eq!(without_blank_params("limit=%zz"), None);
     }
