@@ -441,3 +441,38 @@ async fn an_older_session_table_gets_the_admin_column() {
         tdb.cleanup().await;
     }
 }
+
+/// Instances started at once after an upgrade (a bot and its dashboard, or two replicas on one
+/// PostgreSQL) each run the pending migrations: one applies them, the others wait for it and
+/// find nothing left to do, rather than failing on a table or column the first just made.
+#[tokio::test]
+async fn instances_migrating_at_once_apply_each_migration_once() {
+    for backend in backends() {
+        let tdb = TestDb::new(&backend).await;
+        for sql in legacy_schema(&backend) {
+            tdb.exec(&sql, vec![]).await;
+        }
+        // Each run opens a pool of its own, as another process would.
+        let runs =
+            futures_util::future::join_all((0..3).map(|_| run_cli(&tdb.url, &["migrate", "up"])))
+                .await;
+        let mut outputs: Vec<String> = runs
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("{}: {e:#}", backend.name())))
+            .collect();
+        outputs.sort();
+        assert_eq!(
+            outputs,
+            [
+                "applied 0 migration(s)\n",
+                "applied 0 migration(s)\n",
+                "applied 8 migration(s)\n"
+            ],
+            "{}",
+            backend.name()
+        );
+        let status = run_cli(&tdb.url, &["migrate", "status"]).await.unwrap();
+        assert_eq!(status.matches("applied ").count(), 8, "{status}");
+        tdb.cleanup().await;
+    }
+}
