@@ -122,7 +122,7 @@ pub struct Settings {
         global = true
     )]
     pub database_url: String,
-    /// Largest number of pooled database connections.
+    /// Largest number of pooled database connections (a pool is never smaller than 2).
     #[arg(
         long,
         env = "PAWTROPOLIS_DB_MAX_CONNECTIONS",

@@ -160,6 +160,9 @@ async fn token_with(
                 writeln!(out, "revoked")?;
             } else {
                 // Not echoed: it may be a live secret typed into the wrong place.
+                if token.parse::<i64>().is_ok() {
+                    anyhow::bail!("no active token has the id given (see `token list`)");
+                }
                 anyhow::bail!("no active token matches the secret given");
             }
         }
