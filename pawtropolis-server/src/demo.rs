@@ -29,8 +29,13 @@ struct Row {
     at: i64,
 }
 
+/// Milliseconds after Discord's epoch of the first 17-digit snowflakes (10^16 >> 22, rounded
+/// up): earlier ones are too short for the API's validation, so a `--now` before 2015 still
+/// makes valid ids.
+const FIRST_17_DIGIT_MS: i64 = 2_384_185_792;
+
 fn snowflake_at(rng: &mut StdRng, unix_s: i64) -> u64 {
-    let ms = (unix_s * 1000 - DISCORD_EPOCH_MS).max(1) as u64;
+    let ms = (unix_s * 1000 - DISCORD_EPOCH_MS).max(FIRST_17_DIGIT_MS) as u64;
     (ms << 22) | rng.random_range(0..(1 << 22))
 }
 
@@ -317,6 +322,21 @@ mod tests {
         assert!(rows.iter().all(|r| r.at <= 1_761_000_000));
         assert!(rows.iter().any(|r| r.action == "app_submitted"));
         assert!(rows.iter().any(|r| r.action == "approve"));
+    }
+
+    #[test]
+    fn ids_are_snowflakes_whatever_the_date() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for at in [0, 1_420_070_400, 1_422_000_000, 1_761_000_000] {
+            for _ in 0..100 {
+                let id = snowflake_at(&mut rng, at).to_string();
+                assert!(
+                    pawtropolis_api::Snowflake::parse("id", &id).is_ok(),
+                    "{at}: {id}"
+                );
+            }
+        }
+        assert_eq!((10u64.pow(16) >> 22) + 1, FIRST_17_DIGIT_MS as u64);
     }
 
     #[test]
