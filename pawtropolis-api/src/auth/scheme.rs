@@ -121,16 +121,63 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
     verify(req, Credential::SessionCookie(&key.key)).await
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers (read directly: poem's cookie
-/// jar needs a middleware a host may not install).
+/// The value of cookie `name` in the request's `Cookie` headers, read as poem's cookie jar (which
+/// authenticated the request) reads it: percent-decoded, and the first one when it is repeated,
+/// so a stream is watched, and a logout revokes, under the very secret that signed in. Read
+/// here rather than from the jar, which needs a middleware a host may not install.
 pub fn request_cookie(req: &Request, name: &str) -> Option<String> {
     req.headers()
         .get_all(poem::http::header::COOKIE)
         .iter()
         .filter_map(|h| h.to_str().ok())
         .flat_map(|h| h.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.trim().to_owned())
-        })
+        .filter_map(|pair| poem::web::cookie::Cookie::parse(pair.trim()).ok())
+        .find(|c| c.name() == name)
+        .map(|c| c.value_str().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::{
+        Endpoint, EndpointExt, handler, middleware::CookieJarManager, web::cookie::CookieJar,
+    };
+
+    use super::*;
+
+    /// What poem's jar says and what `request_cookie` says, for the same request.
+    #[handler]
+    fn both(req: &Request, jar: &CookieJar) -> String {
+        format!(
+            "{:?} {:?}",
+            jar.get("paw_session").map(|c| c.value_str().to_owned()),
+            request_cookie(req, "paw_session")
+        )
+    }
+
+    #[tokio::test]
+    async fn a_cookie_is_read_as_poems_jar_reads_it() {
+        let ep = both.with(CookieJarManager::new());
+        for headers in [
+            vec!["paw_session=pws_a"],
+            vec!["other=1; paw_session=pws_a; paw_session=pws_b"],
+            vec!["paw_session=pws_a", "x=y; paw_session=pws%2Bc "],
+            vec!["paw%5Fsession=pws_d; paw_sessionx=no"],
+            vec!["a=b", "paw_session=pws%2Be"],
+            vec!["nothing=here"],
+        ] {
+            let mut req = Request::builder();
+            for h in &headers {
+                req = req.header(poem::http::header::COOKIE, *h);
+            }
+            let text = ep
+                .get_response(req.finish())
+                .await
+                .into_body()
+                .into_string()
+                .await;
+            let text = text.unwrap_or_default();
+            let (jar, ours) = text.split_once(' ').unwrap_or_default();
+            assert_eq!(jar, ours, "{headers:?}");
+        }
+    }
 }
