@@ -46,6 +46,38 @@ async fn start_waiting(
     (app, token)
 }
 
+/// A fake Discord that knows one member, `OK_MOD` ("okmod"), and the API in front of it.
+async fn start_with_okmod(backend: &Backend) -> (FakeDiscord, TestApp, String) {
+    let fake = FakeDiscord::start().await;
+    fake.add_user(
+        OK_MOD,
+        FakeUser {
+            username: "okmod".into(),
+            ..Default::default()
+        },
+    );
+    fake.add_member(GUILD_A, OK_MOD, FakeMember::default());
+    let (app, token) = start(backend, &fake).await;
+    (fake, app, token)
+}
+
+/// One claim by each of `moderators`, a second apart, the last one newest.
+async fn claims_by(app: &TestApp, moderators: &[&str]) {
+    for (i, m) in moderators.iter().enumerate() {
+        app.tdb
+            .insert_action(
+                GUILD_A,
+                "claim",
+                m,
+                Some(USER),
+                None,
+                NOW - 100 + i as i64,
+                None,
+            )
+            .await;
+    }
+}
+
 fn ids_of(warnings: &Value) -> BTreeSet<String> {
     warnings
         .as_array()
@@ -359,29 +391,8 @@ async fn a_failing_identity_cache_does_not_fail_the_listing() {
 #[tokio::test]
 async fn lasting_warnings_do_not_stop_the_summary_being_cached() {
     for backend in backends() {
-        let fake = FakeDiscord::start().await;
-        fake.add_user(
-            OK_MOD,
-            FakeUser {
-                username: "okmod".into(),
-                ..Default::default()
-            },
-        );
-        fake.add_member(GUILD_A, OK_MOD, FakeMember::default());
-        let (app, token) = start(&backend, &fake).await;
-        for (i, m) in [OK_MOD, GHOST_MOD, "legacy-mod"].into_iter().enumerate() {
-            app.tdb
-                .insert_action(
-                    GUILD_A,
-                    "claim",
-                    m,
-                    Some(USER),
-                    None,
-                    NOW - 100 + i as i64,
-                    None,
-                )
-                .await;
-        }
+        let (fake, app, token) = start_with_okmod(&backend).await;
+        claims_by(&app, &[OK_MOD, GHOST_MOD, "legacy-mod"]).await;
         let url = format!("/api/metrics?guild_id={GUILD_A}&window=7d&expand=identity");
         let (s, first) = app.get_json(&url, &token).await;
         assert_eq!(s, 200, "{first}");
@@ -424,30 +435,9 @@ async fn lasting_warnings_do_not_stop_the_summary_being_cached() {
 #[tokio::test]
 async fn a_moderator_id_spelled_with_spaces_is_named() {
     for backend in backends() {
-        let fake = FakeDiscord::start().await;
-        fake.add_user(
-            OK_MOD,
-            FakeUser {
-                username: "okmod".into(),
-                ..Default::default()
-            },
-        );
-        fake.add_member(GUILD_A, OK_MOD, FakeMember::default());
-        let (app, token) = start(&backend, &fake).await;
+        let (fake, app, token) = start_with_okmod(&backend).await;
         let padded = format!(" {OK_MOD}\n");
-        for (i, m) in [OK_MOD, padded.as_str()].into_iter().enumerate() {
-            app.tdb
-                .insert_action(
-                    GUILD_A,
-                    "claim",
-                    m,
-                    Some(USER),
-                    None,
-                    NOW - 100 + i as i64,
-                    None,
-                )
-                .await;
-        }
+        claims_by(&app, &[OK_MOD, &padded]).await;
         let (s, page) = app
             .get_json(
                 &format!("/api/logs?guild_id={GUILD_A}&expand=identity"),
