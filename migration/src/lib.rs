@@ -18,6 +18,7 @@ mod m20250101_000005_session_admins;
 mod m20250101_000006_bot_config_audit;
 mod m20250101_000007_subject_index;
 mod m20250101_000008_credential_endings;
+mod m20250101_000009_credential_notify;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000006_bot_config_audit::Migration),
             Box::new(m20250101_000007_subject_index::Migration),
             Box::new(m20250101_000008_credential_endings::Migration),
+            Box::new(m20250101_000009_credential_notify::Migration),
         ]
     }
 }

@@ -3,12 +3,12 @@
 //! credential it was opened with; an ending tells the watchers of that credential only (waking
 //! every stream to re-check would be a query per open stream per ending).
 //!
-//! Endings made through this process reach its streams directly. On PostgreSQL they are also
-//! announced with `NOTIFY` on [`ENDED_CHANNEL`], which the live feed's `LISTEN` connection
-//! hears, so a logout through one instance, or `token revoke` run from the CLI, ends the
-//! streams of every instance. On SQLite, which has no `NOTIFY`, triggers record every ending
-//! in `credential_ending`, which the live feed reads every second, so there they take effect
-//! within a second. What is missed reaches streams at their next heartbeat: an announcement
+//! Endings made through this process reach its streams directly. Those made anywhere else (a
+//! logout through another instance, `token revoke` run from the CLI, SQL typed by hand) are
+//! told by the database itself: on PostgreSQL, triggers announce every ending with `NOTIFY` on
+//! [`ENDED_CHANNEL`], which the live feed's `LISTEN` connection hears, at once; on SQLite, which
+//! has no `NOTIFY`, triggers record every ending in `credential_ending`, which the live feed
+//! reads every second. What is missed reaches streams at their next heartbeat: an announcement
 //! while an instance's `LISTEN` connection is down, endings trimmed from `credential_ending`
 //! before they were read (10,000 in a burst; logged).
 
@@ -18,38 +18,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{ConnectionTrait, DbBackend};
 use tokio::sync::watch;
 
 use super::tokens::hash_token;
-use crate::db;
 
-/// PostgreSQL channel on which an ended credential is announced, the payload being the SHA-256
-/// hash (hex) of its secret, as stored in `api_token.token_hash` and `dashboard_session.id_hash`.
-/// Anything that revokes a token or a session in the database directly can send it too:
-/// `SELECT pg_notify('pawtropolis_credential_ended', <hash>)`.
+/// PostgreSQL channel on which an ended credential is announced (by the triggers of migration
+/// 9, whenever a token's or session's `revoked_at_s` is set or its live row is deleted), the
+/// payload being the SHA-256 hash (hex) of its secret, as stored in `api_token.token_hash` and
+/// `dashboard_session.id_hash`.
 pub const ENDED_CHANNEL: &str = "pawtropolis_credential_ended";
-
-/// Announces to every instance on the same PostgreSQL database that the credential whose
-/// secret hashes to `hash` has ended (on SQLite, triggers record it for the feeds instead).
-/// Called right after the ending's statement: on a plain connection it has committed; inside
-/// a caller's transaction PostgreSQL holds the announcement until the commit (and drops it on
-/// a rollback). A failure is logged, not returned: the ending stands, and the streams still
-/// close at their next heartbeat's check.
-pub(crate) async fn announce(db: &impl ConnectionTrait, hash: &str) {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return;
-    }
-    if let Err(e) = db::query_all(
-        db,
-        "SELECT pg_notify($1, $2)",
-        vec![ENDED_CHANNEL.into(), hash.into()],
-    )
-    .await
-    {
-        tracing::warn!(error = %e, "could not announce an ended credential; its streams on other instances close at their next heartbeat");
-    }
-}
 
 /// Live watches by the hash of the credential's secret (the secret itself stays out of memory
 /// once its streams are gone, as it stays out of the database).

@@ -125,8 +125,8 @@ pub async fn purge_ended_sessions(
 }
 
 /// Ends the session with this secret; false when there was none. The user's Discord token is
-/// forgotten with it, and the ending is announced to every instance (see
-/// [`super::ended`]), whose streams of the session end at once.
+/// forgotten with it; the database tells every instance of the ending (see [`super::ended`]),
+/// and their streams of the session end.
 pub async fn revoke_session(
     db: &DatabaseConnection,
     secret: &str,
@@ -136,19 +136,14 @@ pub async fn revoke_session(
     if !looks_like_session(secret) {
         return Ok(false);
     }
-    let hash = hash_token(secret);
-    let revoked = db::execute(
+    Ok(db::execute(
         db,
         "UPDATE dashboard_session SET revoked_at_s = $1, discord_access_token = '' \
          WHERE id_hash = $2 AND revoked_at_s IS NULL",
-        vec![now_s.into(), hash.clone().into()],
+        vec![now_s.into(), hash_token(secret).into()],
     )
     .await?
-        > 0;
-    if revoked {
-        super::ended::announce(db, &hash).await;
-    }
-    Ok(revoked)
+        > 0)
 }
 
 /// True when `secret` has the shape of a session secret (checked before any hashing or lookup).
@@ -260,8 +255,7 @@ impl SessionStore {
                         vec![now.into(), row.id.into()],
                     )
                     .await?;
-                    // The session's other streams, here and elsewhere, end now too.
-                    super::ended::announce(&self.db, &hash_token(secret)).await;
+                    // The session's streams, here and elsewhere, end as the database tells of it.
                     return Ok(None);
                 }
                 // Discord trouble: keep the access checked last time for now, and try again in

@@ -126,8 +126,8 @@ pub async fn touch(db: &impl ConnectionTrait, id: i64, now_s: i64) -> Result<(),
 }
 
 /// Revokes a token given by its id or by its secret; returns false when no active token
-/// matched. The ending is announced to every instance (see [`super::ended`]), whose streams
-/// opened with the token end at once.
+/// matched. The database tells every instance of the ending (see [`super::ended`]), whose
+/// streams opened with the token end.
 pub async fn revoke(
     db: &impl ConnectionTrait,
     id_or_secret: &str,
@@ -159,9 +159,7 @@ pub(crate) async fn revoke_hash(
     let Some(row) = rows.first() else {
         return Ok(None);
     };
-    let hash: String = row.try_get("", "token_hash")?;
-    super::ended::announce(db, &hash).await;
-    Ok(Some(hash))
+    Ok(Some(row.try_get("", "token_hash")?))
 }
 
 /// Every token, newest first.

@@ -269,8 +269,8 @@ mod tests {
         assert_eq!(read().await, ["live"]);
 
         // The table made again: its ids start over, below the position, and are read from
-        // the start.
-        migration::cli::run(&db, &migration::cli::MigrateCommand::Down { steps: 1 })
+        // the start. (Down 2: migrations 9, PostgreSQL's, and 8, this table's.)
+        migration::cli::run(&db, &migration::cli::MigrateCommand::Down { steps: 2 })
             .await
             .unwrap();
         migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })

@@ -132,7 +132,11 @@ async fn schema_snapshot(tdb: &TestDb) -> Vec<String> {
             .to_owned(),
         Backend::Postgres(_) => "SELECT table_name || ':' || column_name || ':' || data_type AS s FROM information_schema.columns \
                                  WHERE table_schema = current_schema() AND table_name NOT LIKE 'seaql%' \
-                                 UNION ALL SELECT 'index:' || indexname FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1"
+                                 UNION ALL SELECT 'index:' || indexname FROM pg_indexes WHERE schemaname = current_schema() \
+                                 UNION ALL SELECT 'trigger:' || t.tgname || ':' FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND NOT t.tgisinternal \
+                                 UNION ALL SELECT 'function:' || p.proname || ':' FROM pg_proc p \
+                                   JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema() ORDER BY 1"
             .to_owned(),
     };
     tdb.rows(&sql, vec![])
@@ -196,7 +200,7 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         let before = dump(&tdb).await;
 
         let first = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(first.contains("applied 8"), "{first}");
+        assert!(first.contains("applied 9"), "{first}");
         let after_first = schema_snapshot(&tdb).await;
         let second = run_cli(&tdb.url, &["migrate"]).await.unwrap();
         assert!(second.contains("applied 0"), "{second}");
@@ -223,21 +227,29 @@ async fn migrations_keep_the_bots_database_intact_and_serve_it() {
         assert!(cols.contains("bot_flag"), "{cols}");
         assert!(cols.contains("image_search_url_template"), "{cols}");
         assert!(cols.contains("idx_action_log_guild_subject_time"), "{cols}");
-        let endings = [
-            "table:credential_ending:",
-            "trigger:credential_ending_token:",
-            "trigger:credential_ending_session:",
-            "trigger:credential_ending_token_deleted:",
-            "trigger:credential_ending_session_deleted:",
-        ];
-        if backend == Backend::Sqlite {
-            for object in endings {
-                assert!(cols.contains(object), "{object} in {cols}");
-            }
+        // What tells every server of an ending made by any means.
+        let endings = match backend {
+            Backend::Sqlite => [
+                "table:credential_ending:",
+                "trigger:credential_ending_token:",
+                "trigger:credential_ending_session:",
+                "trigger:credential_ending_token_deleted:",
+                "trigger:credential_ending_session_deleted:",
+            ],
+            Backend::Postgres(_) => [
+                "function:pawtropolis_credential_ended:",
+                "trigger:credential_ended_token:",
+                "trigger:credential_ended_session:",
+                "trigger:credential_ended_token_deleted:",
+                "trigger:credential_ended_session_deleted:",
+            ],
+        };
+        for object in endings {
+            assert!(cols.contains(object), "{object} in {cols}");
         }
 
         // Rolling the API back never touches the bot's tables.
-        run_cli(&tdb.url, &["migrate", "down", "-n", "8"])
+        run_cli(&tdb.url, &["migrate", "down", "-n", "9"])
             .await
             .unwrap();
         assert_eq!(
@@ -355,7 +367,7 @@ async fn the_apis_first_audit_table_becomes_the_bots() {
         tdb.exec("DELETE FROM config_audit_log WHERE id = 3", vec![])
             .await;
         let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(out.contains("applied 4"), "{out}");
+        assert!(out.contains("applied 5"), "{out}");
         assert_eq!(
             audit_trail(&tdb).await,
             [
@@ -425,7 +437,7 @@ async fn an_older_session_table_gets_the_admin_column() {
         )
         .await;
         let out = run_cli(&tdb.url, &["migrate", "up"]).await.unwrap();
-        assert!(out.contains("applied 4"), "{out}");
+        assert!(out.contains("applied 5"), "{out}");
         let rows = tdb
             .rows(
                 "SELECT guild_ids, admin_guild_ids FROM dashboard_session",
@@ -466,13 +478,13 @@ async fn instances_migrating_at_once_apply_each_migration_once() {
             [
                 "applied 0 migration(s)\n",
                 "applied 0 migration(s)\n",
-                "applied 8 migration(s)\n"
+                "applied 9 migration(s)\n"
             ],
             "{}",
             backend.name()
         );
         let status = run_cli(&tdb.url, &["migrate", "status"]).await.unwrap();
-        assert_eq!(status.matches("applied ").count(), 8, "{status}");
+        assert_eq!(status.matches("applied ").count(), 9, "{status}");
         tdb.cleanup().await;
     }
 }

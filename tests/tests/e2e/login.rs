@@ -1,7 +1,10 @@
 //! Discord login against a fake Discord OAuth2 + API: sessions, guild-scoped access, role
 //! re-checks, cookie handling and cross-site protection.
 
-use pawtropolis_api::{ManualClock, auth::sessions::revoke_session};
+use pawtropolis_api::{
+    ManualClock,
+    auth::{sessions::revoke_session, tokens::hash_token},
+};
 use pawtropolis_tests::{
     Backend, GUILD_A, GUILD_B, TestApp, backends,
     fake_discord::{FakeDiscord, FakeMember, FakeUser, OAUTH_TOKEN, Trouble},
@@ -621,22 +624,23 @@ async fn a_logout_ends_its_sessions_streams_at_once() {
     }
 }
 
-/// A logout made through another instance and a `token revoke` run from the CLI end this
-/// server's streams of that session or token at once (announced with `NOTIFY` on PostgreSQL,
-/// read from `credential_ending` within a second on SQLite), long before the next heartbeat
-/// would find them ended, and the token is refused at once rather than trusted for its 5 s;
-/// streams of other credentials stay open.
+/// Logouts and revocations made anywhere else end this server's streams of that session or
+/// token at once, long before their next heartbeat (here 600 s) would find them ended: another
+/// instance's logout, a `token revoke` run from the CLI, and SQL typed by hand (a session
+/// revoked, a token deleted). The database tells every server of them (`NOTIFY` from triggers
+/// on PostgreSQL, `credential_ending` read every second on SQLite). A token is refused at once
+/// rather than trusted for its 5 s, and streams of other credentials stay open.
 #[tokio::test]
 async fn endings_made_elsewhere_end_streams_at_once() {
     for backend in backends() {
         let l = start_with_heartbeat(&backend, "600").await;
         let path = format!("/api/logs/stream?guild_id={GUILD_A}");
         let mut credentials = Vec::new();
-        for code in ["code-1", "code-2"] {
+        for code in ["code-1", "code-2", "code-3"] {
             let session = log_in(&l, MOD_A, code).await;
             credentials.push((session.clone(), format!("paw_session={session}"), "cookie"));
         }
-        for _ in 0..2 {
+        for _ in 0..3 {
             let token = l.app.token(&[GUILD_A]).await;
             credentials.push((token.clone(), format!("Bearer {token}"), "authorization"));
         }
@@ -658,7 +662,7 @@ async fn endings_made_elsewhere_end_streams_at_once() {
             "the stream of the session logged out elsewhere"
         );
         let logs = format!("/api/logs?guild_id={GUILD_A}");
-        let token = &credentials[2].0;
+        let token = &credentials[3].0;
         assert_eq!(
             l.app.get(&logs, token).await.status(),
             200,
@@ -668,7 +672,7 @@ async fn endings_made_elsewhere_end_streams_at_once() {
             .await
             .unwrap();
         assert!(
-            streams[2].ended_within(Duration::from_secs(3)).await,
+            streams[3].ended_within(Duration::from_secs(3)).await,
             "the stream of the token revoked from the CLI"
         );
         assert_eq!(
@@ -676,7 +680,37 @@ async fn endings_made_elsewhere_end_streams_at_once() {
             401,
             "the revoked token, checked again at once"
         );
-        for i in [1, 3] {
+        // By hand: no code of ours runs beside the statements.
+        l.app
+            .tdb
+            .exec(
+                "UPDATE dashboard_session SET revoked_at_s = $1 WHERE id_hash = $2",
+                vec![(T0 + 2).into(), hash_token(&credentials[1].0).into()],
+            )
+            .await;
+        assert!(
+            streams[1].ended_within(Duration::from_secs(3)).await,
+            "the stream of the session revoked by hand"
+        );
+        let token = &credentials[4].0;
+        assert_eq!(l.app.get(&logs, token).await.status(), 200);
+        l.app
+            .tdb
+            .exec(
+                "DELETE FROM api_token WHERE token_hash = $1",
+                vec![hash_token(token).into()],
+            )
+            .await;
+        assert!(
+            streams[4].ended_within(Duration::from_secs(3)).await,
+            "the stream of the token deleted by hand"
+        );
+        assert_eq!(
+            l.app.get(&logs, token).await.status(),
+            401,
+            "the deleted token, checked again at once"
+        );
+        for i in [2, 5] {
             assert!(
                 !streams[i].ended_within(Duration::from_secs(1)).await,
                 "the stream of another {} stays open",
