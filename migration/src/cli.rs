@@ -1,12 +1,14 @@
 //! The `migrate` command, shared by the `migrate` binary and `pawtropolis-server migrate`.
 
-use std::time::{Duration, Instant};
+use std::{
+    fs::{File, OpenOptions, TryLockError},
+    time::{Duration, Instant},
+};
 
 use sea_orm_migration::{
-    MigrationStatus, MigratorTrait,
+    IntoSchemaManagerConnection, MigrationStatus, MigratorTrait,
     sea_orm::{
-        ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode,
-        TransactionOptions, TransactionTrait,
+        ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait,
     },
 };
 
@@ -16,45 +18,90 @@ use crate::{DbErr, Migrator};
 /// same in every process; these are the ASCII bytes of "pawmigr8").
 const MIGRATION_LOCK: i64 = 0x7061_776d_6967_7238;
 
-/// How long a SQLite migration waits for another process's to finish (each attempt also waits
-/// for the connection's busy timeout).
-const SQLITE_WAIT: Duration = Duration::from_secs(600);
+/// How long migrations wait for another process's to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(600);
 
-/// A transaction that no other process's migrations run beside, so two servers started at
-/// once after an upgrade do not both apply the same migration (the second would fail on a
-/// table or column the first just made). PostgreSQL holds an advisory lock until it ends;
-/// SQLite takes the write lock at once (`BEGIN IMMEDIATE`), waiting while another process
-/// holds it. The migrations then run inside it: all of them, or none, apply.
-async fn begin_exclusive(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    match db.get_database_backend() {
-        DbBackend::Postgres => {
-            let txn = db.begin().await?;
-            txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
-                .await?;
-            Ok(txn)
-        }
-        DbBackend::Sqlite => {
-            let options = TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..Default::default()
-            };
-            let started = Instant::now();
-            loop {
-                match db.begin_with_options(options).await {
-                    Err(e) if is_busy(&e) && started.elapsed() < SQLITE_WAIT => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    other => return other,
-                }
+/// What keeps other processes' migrations out while this one's run, so that two servers
+/// started at once after an upgrade do not both apply the same migration (the second would
+/// fail on a table, a column or a `seaql_migrations` row the first just made). Released when
+/// dropped (or, for PostgreSQL, committed).
+enum Exclusive {
+    /// PostgreSQL: a transaction holding an advisory lock. The migrations run inside it, so
+    /// all of them apply, or none.
+    Postgres(DatabaseTransaction),
+    /// SQLite: a lock on a file beside the database (`<database>-migrate.lock`), not the
+    /// database's own write lock, which would keep the bot from writing for the whole run
+    /// rather than for each statement. `None` for an in-memory database, which no other
+    /// process can open.
+    Sqlite {
+        /// Held, not read: closing it releases the lock.
+        _lock: Option<File>,
+    },
+}
+
+impl Exclusive {
+    async fn take(db: &DatabaseConnection) -> Result<Self, DbErr> {
+        match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let txn = db.begin().await?;
+                txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    .await?;
+                Ok(Self::Postgres(txn))
             }
+            _ => Ok(Self::Sqlite {
+                _lock: lock_file(db).await?,
+            }),
         }
-        _ => db.begin().await,
+    }
+
+    async fn release(self) -> Result<(), DbErr> {
+        match self {
+            Self::Postgres(txn) => txn.commit().await,
+            Self::Sqlite { .. } => Ok(()),
+        }
     }
 }
 
-/// SQLite's "another connection holds the lock" (`SQLITE_BUSY`).
-fn is_busy(e: &DbErr) -> bool {
-    e.to_string().contains("database is locked")
+/// Takes the lock file of the SQLite database `db` has open, waiting while another process
+/// holds it (an advisory `flock`, independent of SQLite's own locks on the database file).
+async fn lock_file(db: &DatabaseConnection) -> Result<Option<File>, DbErr> {
+    let Some(row) = db
+        .query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT file FROM pragma_database_list WHERE name = 'main'",
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let database: String = row.try_get("", "file")?;
+    if database.is_empty() {
+        return Ok(None);
+    }
+    let path = format!("{database}-migrate.lock");
+    let failed = |e: std::io::Error| DbErr::Custom(format!("migration lock {path}: {e}"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(failed(std::io::Error::other(format!(
+                    "another process has held it for {} s",
+                    LOCK_WAIT.as_secs()
+                ))));
+            }
+            Err(TryLockError::Error(e)) => return Err(failed(e)),
+        }
+    }
 }
 
 /// What `migrate` should do.
@@ -77,21 +124,32 @@ pub enum MigrateCommand {
     Status,
 }
 
-/// Runs `command` against `db` and returns what to print.
+/// Runs `command` against `db` and returns what to print, one process at a time (see
+/// [`Exclusive`]).
 pub async fn run(db: &DatabaseConnection, command: &MigrateCommand) -> Result<String, DbErr> {
+    let exclusive = Exclusive::take(db).await?;
+    let out = match &exclusive {
+        Exclusive::Postgres(txn) => run_on(txn, command).await?,
+        Exclusive::Sqlite { .. } => run_on(db, command).await?,
+    };
+    exclusive.release().await?;
+    Ok(out)
+}
+
+async fn run_on<'c, T>(db: &'c T, command: &MigrateCommand) -> Result<String, DbErr>
+where
+    T: ConnectionTrait,
+    &'c T: IntoSchemaManagerConnection<'c>,
+{
     match command {
         MigrateCommand::Up { steps } => {
-            let txn = begin_exclusive(db).await?;
-            let pending = Migrator::get_pending_migrations(&txn).await?.len();
-            Migrator::up(&txn, *steps).await?;
-            txn.commit().await?;
+            let pending = Migrator::get_pending_migrations(db).await?.len();
+            Migrator::up(db, *steps).await?;
             let applied = steps.map_or(pending, |n| pending.min(n as usize));
             Ok(format!("applied {applied} migration(s)"))
         }
         MigrateCommand::Down { steps } => {
-            let txn = begin_exclusive(db).await?;
-            Migrator::down(&txn, Some(*steps)).await?;
-            txn.commit().await?;
+            Migrator::down(db, Some(*steps)).await?;
             Ok(format!("rolled back up to {steps} migration(s)"))
         }
         MigrateCommand::Status => {
