@@ -338,11 +338,12 @@ struct Inner {
     ended: broadcast::Sender<Arc<str>>,
 }
 
-/// Ended credentials kept for a receiver that has not yet taken them: the one receiver
-/// forwards each at once, so only a burst of revocations could overflow it (on SQLite they
-/// come a page at a time, at most half of this), and what it loses is caught by the streams'
-/// heartbeat checks.
-const ENDED_CAPACITY: usize = 512;
+/// Ended credentials kept for a receiver that has not yet taken them (about 100 bytes each):
+/// the one receiver forwards each at once, so only a burst could overflow it. Bursts come from
+/// a login's purge of the sessions that expired since the last one (on PostgreSQL each deleted
+/// row is announced at its commit; on SQLite they come a page of 256 at a time), and what a
+/// receiver loses is caught by the streams' heartbeat checks.
+const ENDED_CAPACITY: usize = 4_096;
 
 /// Publishes new `action_log` rows in id order on broadcast channels, one for every guild and
 /// one per followed guild: woken by a short poll, at once by [`super::ActionRecorder`], and by
