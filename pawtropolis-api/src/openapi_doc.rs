@@ -84,6 +84,7 @@ fn canonical_header(name: &str) -> String {
 /// Applies the corrections to a poem-openapi document.
 fn polish(doc: &mut Value) {
     rename_headers(doc);
+    rate_limit_headers_on_errors(doc);
     // `PUT /api/config` refuses a body that changes nothing, or names an unknown field.
     if let Some(update) = doc
         .pointer_mut("/components/schemas/GuildConfigUpdate")
@@ -100,6 +101,48 @@ fn polish(doc: &mut Value) {
         for (name, schema) in schemas.iter_mut() {
             if !request_schemas.contains(name) {
                 require_nullable_properties(schema);
+            }
+        }
+    }
+}
+
+/// `resolveUsers` counts a request before its guild check and its `ids` (not before the
+/// credential check, or an anonymous caller could spend the budget), so its 400, 403 and 500
+/// replies carry the limit headers too when the limit is on. poem-openapi describes the error
+/// replies once for every operation; this adds the headers to that operation's.
+fn rate_limit_headers_on_errors(doc: &mut Value) {
+    let Some(op) = doc
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .find(|op| op["operationId"] == "resolveUsers")
+    else {
+        return;
+    };
+    let Some(headers) = op
+        .pointer("/responses/200/headers")
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    let limit: serde_json::Map<String, Value> = headers
+        .iter()
+        .filter(|(name, _)| name.starts_with("X-RateLimit-"))
+        .map(|(name, header)| (name.clone(), header.clone()))
+        .collect();
+    for code in ["400", "403", "500"] {
+        if let Some(response) = op
+            .pointer_mut(&format!("/responses/{code}"))
+            .and_then(Value::as_object_mut)
+        {
+            let headers = response
+                .entry("headers")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(headers) = headers.as_object_mut() {
+                headers.extend(limit.clone());
             }
         }
     }
@@ -265,6 +308,22 @@ mod tests {
                 .get("nullable")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn resolve_errors_carry_the_limit_headers_and_no_other_operations_do() {
+        let doc: Value = serde_json::from_str(json()).unwrap();
+        let header = |path: &str, code: &str| {
+            doc.pointer(&format!(
+                "/paths/~1api~1{path}/get/responses/{code}/headers/X-RateLimit-Remaining"
+            ))
+            .is_some()
+        };
+        for code in ["400", "403", "500"] {
+            assert!(header("users~1resolve", code), "{code}");
+            assert!(!header("logs", code), "{code}");
+        }
+        assert!(!header("users~1resolve", "401"), "not counted");
     }
 
     #[test]

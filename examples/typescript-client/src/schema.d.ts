@@ -1369,6 +1369,13 @@ export interface operations {
             /** @description A parameter or field is invalid; the message names it. */
             400: {
                 headers: {
+                    /**
+                     * @description Requests per minute this server accepts on this operation (absent when the limit
+                     *     is off).
+                     */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests still allowed right now (absent when the limit is off). */
+                    "X-RateLimit-Remaining"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1387,6 +1394,13 @@ export interface operations {
             /** @description The session or token may not read this guild, or the request came from another origin. */
             403: {
                 headers: {
+                    /**
+                     * @description Requests per minute this server accepts on this operation (absent when the limit
+                     *     is off).
+                     */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests still allowed right now (absent when the limit is off). */
+                    "X-RateLimit-Remaining"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1411,6 +1425,13 @@ export interface operations {
             /** @description Internal error (details are logged on the server). */
             500: {
                 headers: {
+                    /**
+                     * @description Requests per minute this server accepts on this operation (absent when the limit
+                     *     is off).
+                     */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests still allowed right now (absent when the limit is off). */
+                    "X-RateLimit-Remaining"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -150,7 +150,8 @@ impl UsersApi {
         if_none_match: Header<Option<String>>,
     ) -> Result<ResolveResponse, ApiError> {
         let guild_id = guild_id.0;
-        auth.principal().authorize(&guild_id)?;
+        // Counted before the guild check, so that a 403 carries the limit headers like every
+        // other reply of an authenticated caller (who may spend the budget either way).
         let limit = state.resolve_limiter.limit();
         let remaining = match state.resolve_limiter.check() {
             RateDecision::Allowed { remaining } => remaining,
@@ -184,6 +185,9 @@ impl UsersApi {
         } else {
             (Some(limit), Some(remaining))
         };
+        auth.principal()
+            .authorize(&guild_id)
+            .map_err(with_headers)?;
         let ids = parse_ids(&ids.0).map_err(with_headers)?;
         let key = reply_key(&guild_id, &ids);
         let now = state.clock.now_s();

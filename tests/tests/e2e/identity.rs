@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use pawtropolis_api::ManualClock;
 use pawtropolis_tests::{
-    Backend, GUILD_A, TestApp, backends,
+    Backend, GUILD_A, GUILD_B, TestApp, backends,
     fake_discord::{FakeDiscord, FakeMember, FakeUser, Trouble},
 };
 use serde_json::Value;
@@ -359,11 +359,21 @@ async fn rate_limit_etag_and_validation() {
             .get_json(&format!("/api/users/resolve?guild_id={GUILD_A}"), &token)
             .await;
         assert_eq!(s, 400);
+        // A guild the token may not read: refused, counted, and told how much is left.
+        let resp = app
+            .get(
+                &format!("/api/users/resolve?guild_id={GUILD_B}&ids={NICKED}"),
+                &token,
+            )
+            .await;
+        assert_eq!(resp.status(), 403);
+        assert_eq!(resp.headers()["x-ratelimit-limit"], "50");
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "42");
 
-        // 7 requests so far; 43 more pass, the 51st is refused.
-        for i in 0..43 {
+        // 8 requests so far; 42 more pass, the 51st is refused.
+        for i in 0..42 {
             let resp = app.get(&url, &token).await;
-            assert_eq!(resp.status(), 200, "request {}", i + 8);
+            assert_eq!(resp.status(), 200, "request {}", i + 9);
         }
         let resp = app.get(&url, &token).await;
         assert_eq!(resp.status(), 429);
