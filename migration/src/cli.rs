@@ -2,6 +2,7 @@
 
 use std::{
     fs::{File, OpenOptions, TryLockError},
+    io::ErrorKind,
     time::{Duration, Instant},
 };
 
@@ -31,9 +32,9 @@ enum Exclusive {
     Postgres(DatabaseTransaction),
     /// SQLite: a lock on a file beside the database (`<database>-migrate.lock`), not the
     /// database's own write lock, which would keep the bot from writing for the whole run
-    /// rather than for each statement. `None` for an in-memory database, which no other
-    /// process can open.
-    Sqlite {
+    /// rather than for each statement. `None` where no other process can migrate the same
+    /// database: an in-memory one, one on a read-only file system, or another backend.
+    File {
         /// Held, not read: closing it releases the lock.
         _lock: Option<File>,
     },
@@ -48,16 +49,17 @@ impl Exclusive {
                     .await?;
                 Ok(Self::Postgres(txn))
             }
-            _ => Ok(Self::Sqlite {
+            DbBackend::Sqlite => Ok(Self::File {
                 _lock: lock_file(db).await?,
             }),
+            _ => Ok(Self::File { _lock: None }),
         }
     }
 
     async fn release(self) -> Result<(), DbErr> {
         match self {
             Self::Postgres(txn) => txn.commit().await,
-            Self::Sqlite { .. } => Ok(()),
+            Self::File { .. } => Ok(()),
         }
     }
 }
@@ -80,12 +82,21 @@ async fn lock_file(db: &DatabaseConnection) -> Result<Option<File>, DbErr> {
     }
     let path = format!("{database}-migrate.lock");
     let failed = |e: std::io::Error| DbErr::Custom(format!("migration lock {path}: {e}"));
-    let file = OpenOptions::new()
+    let file = match OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(failed)?;
+    {
+        Ok(file) => file,
+        // Another user's lock file: taking the lock needs no write access.
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            File::open(&path).map_err(|_| failed(e))?
+        }
+        // Nobody can migrate a database on a read-only file system: nothing to keep out.
+        Err(e) if e.kind() == ErrorKind::ReadOnlyFilesystem => return Ok(None),
+        Err(e) => return Err(failed(e)),
+    };
     let started = Instant::now();
     loop {
         match file.try_lock() {
@@ -130,7 +141,7 @@ pub async fn run(db: &DatabaseConnection, command: &MigrateCommand) -> Result<St
     let exclusive = Exclusive::take(db).await?;
     let out = match &exclusive {
         Exclusive::Postgres(txn) => run_on(txn, command).await?,
-        Exclusive::Sqlite { .. } => run_on(db, command).await?,
+        Exclusive::File { .. } => run_on(db, command).await?,
     };
     exclusive.release().await?;
     Ok(out)
