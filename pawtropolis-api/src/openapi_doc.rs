@@ -106,10 +106,10 @@ fn polish(doc: &mut Value) {
     }
 }
 
-/// `resolveUsers` counts a request before its guild check and its `ids` (not before the
-/// credential check, or an anonymous caller could spend the budget), so its 400, 403 and 500
-/// replies carry the limit headers too when the limit is on. poem-openapi describes the error
-/// replies once for every operation; this adds the headers to that operation's.
+/// `resolveUsers` counts a request once its caller may read the guild, before it reads `ids`,
+/// so its 400 and 500 replies carry the limit headers too, when the request was counted.
+/// poem-openapi describes the error replies once for every operation; this adds the headers to
+/// that operation's, saying when they come.
 fn rate_limit_headers_on_errors(doc: &mut Value) {
     let Some(op) = doc
         .get_mut("paths")
@@ -131,9 +131,18 @@ fn rate_limit_headers_on_errors(doc: &mut Value) {
     let limit: serde_json::Map<String, Value> = headers
         .iter()
         .filter(|(name, _)| name.starts_with("X-RateLimit-"))
-        .map(|(name, header)| (name.clone(), header.clone()))
+        .map(|(name, header)| {
+            let mut header = header.clone();
+            header["description"] = format!(
+                "{} Sent when the limit is on and counted the request: not for a missing or \
+                 malformed `guild_id`, nor before the guild check.",
+                header["description"].as_str().unwrap_or_default()
+            )
+            .into();
+            (name.clone(), header)
+        })
         .collect();
-    for code in ["400", "403", "500"] {
+    for code in ["400", "500"] {
         if let Some(response) = op
             .pointer_mut(&format!("/responses/{code}"))
             .and_then(Value::as_object_mut)
@@ -311,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn resolve_errors_carry_the_limit_headers_and_no_other_operations_do() {
+    fn resolve_errors_after_the_count_carry_the_limit_headers() {
         let doc: Value = serde_json::from_str(json()).unwrap();
         let header = |path: &str, code: &str| {
             doc.pointer(&format!(
@@ -319,11 +328,13 @@ mod tests {
             ))
             .is_some()
         };
-        for code in ["400", "403", "500"] {
+        for code in ["400", "500"] {
             assert!(header("users~1resolve", code), "{code}");
             assert!(!header("logs", code), "{code}");
         }
-        assert!(!header("users~1resolve", "401"), "not counted");
+        for code in ["401", "403"] {
+            assert!(!header("users~1resolve", code), "{code}: not counted");
+        }
     }
 
     #[test]

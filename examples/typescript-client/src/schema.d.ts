@@ -1371,10 +1371,10 @@ export interface operations {
                 headers: {
                     /**
                      * @description Requests per minute this server accepts on this operation (absent when the limit
-                     *     is off).
+                     *     is off). Sent when the limit is on and counted the request: not for a missing or malformed `guild_id`, nor before the guild check.
                      */
                     "X-RateLimit-Limit"?: number;
-                    /** @description Requests still allowed right now (absent when the limit is off). */
+                    /** @description Requests still allowed right now (absent when the limit is off). Sent when the limit is on and counted the request: not for a missing or malformed `guild_id`, nor before the guild check. */
                     "X-RateLimit-Remaining"?: number;
                     [name: string]: unknown;
                 };
@@ -1394,13 +1394,6 @@ export interface operations {
             /** @description The session or token may not read this guild, or the request came from another origin. */
             403: {
                 headers: {
-                    /**
-                     * @description Requests per minute this server accepts on this operation (absent when the limit
-                     *     is off).
-                     */
-                    "X-RateLimit-Limit"?: number;
-                    /** @description Requests still allowed right now (absent when the limit is off). */
-                    "X-RateLimit-Remaining"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1427,10 +1420,10 @@ export interface operations {
                 headers: {
                     /**
                      * @description Requests per minute this server accepts on this operation (absent when the limit
-                     *     is off).
+                     *     is off). Sent when the limit is on and counted the request: not for a missing or malformed `guild_id`, nor before the guild check.
                      */
                     "X-RateLimit-Limit"?: number;
-                    /** @description Requests still allowed right now (absent when the limit is off). */
+                    /** @description Requests still allowed right now (absent when the limit is off). Sent when the limit is on and counted the request: not for a missing or malformed `guild_id`, nor before the guild check. */
                     "X-RateLimit-Remaining"?: number;
                     [name: string]: unknown;
                 };

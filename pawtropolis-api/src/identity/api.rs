@@ -150,8 +150,9 @@ impl UsersApi {
         if_none_match: Header<Option<String>>,
     ) -> Result<ResolveResponse, ApiError> {
         let guild_id = guild_id.0;
-        // Counted before the guild check, so that a 403 carries the limit headers like every
-        // other reply of an authenticated caller (who may spend the budget either way).
+        // Checked before the request is counted: the budget is the whole server's, and anyone
+        // with a Discord account can sign in, with no guild to read.
+        auth.principal().authorize(&guild_id)?;
         let limit = state.resolve_limiter.limit();
         let remaining = match state.resolve_limiter.check() {
             RateDecision::Allowed { remaining } => remaining,
@@ -185,9 +186,6 @@ impl UsersApi {
         } else {
             (Some(limit), Some(remaining))
         };
-        auth.principal()
-            .authorize(&guild_id)
-            .map_err(with_headers)?;
         let ids = parse_ids(&ids.0).map_err(with_headers)?;
         let key = reply_key(&guild_id, &ids);
         let now = state.clock.now_s();
