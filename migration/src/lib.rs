@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod additive;
 pub mod cli;
+mod endings;
 mod m20250101_000001_bot_tables;
 mod m20250101_000002_api_tables;
 mod m20250101_000003_metrics_tables;

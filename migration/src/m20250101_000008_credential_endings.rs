@@ -16,7 +16,10 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
-use crate::additive::{Table, col, drop_own_table, ensure_table};
+use crate::{
+    additive::{Table, col, drop_own_table, ensure_table},
+    endings::ending_triggers,
+};
 
 const ENDINGS: Table = Table {
     name: "credential_ending",
@@ -32,39 +35,24 @@ const ENDINGS: Table = Table {
     constraint: None,
 };
 
-/// Trigger name, table and the column holding the hash of the credential's secret.
-const TRIGGERS: [(&str, &str, &str); 2] = [
-    ("credential_ending_token", "api_token", "token_hash"),
-    ("credential_ending_session", "dashboard_session", "id_hash"),
-];
-
-/// What each trigger records, and when: a revocation, and the deletion of a row that was not
-/// revoked (a token deleted by hand; a session the login's purge found expired or idle).
-const EVENTS: [(&str, &str, &str); 2] = [
-    (
-        "",
-        "UPDATE OF revoked_at_s",
-        "OLD.revoked_at_s IS NULL AND NEW.revoked_at_s IS NOT NULL",
-    ),
-    ("_deleted", "DELETE", "OLD.revoked_at_s IS NULL"),
-];
-
 /// The trigger name of each table and event, with its statement.
 fn triggers() -> impl Iterator<Item = (String, String)> {
-    TRIGGERS.into_iter().flat_map(|(name, table, hash)| {
-        EVENTS.into_iter().map(move |(suffix, event, when)| {
-            let row = if event == "DELETE" { "OLD" } else { "NEW" };
-            let name = format!("{name}{suffix}");
-            let sql = format!(
-                "CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table} WHEN {when} \
-                 BEGIN \
-                   INSERT INTO credential_ending (hash) VALUES ({row}.{hash}); \
-                   DELETE FROM credential_ending \
-                    WHERE id <= (SELECT MAX(id) FROM credential_ending) - 10000; \
-                 END"
-            );
-            (name, sql)
-        })
+    ending_triggers("credential_ending").map(|t| {
+        let sql = format!(
+            "CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table} WHEN {when} \
+             BEGIN \
+               INSERT INTO credential_ending (hash) VALUES ({row}.{hash}); \
+               DELETE FROM credential_ending \
+                WHERE id <= (SELECT MAX(id) FROM credential_ending) - 10000; \
+             END",
+            name = t.name,
+            event = t.event,
+            table = t.table,
+            when = t.when,
+            row = t.row,
+            hash = t.hash,
+        );
+        (t.name, sql)
     })
 }
 

@@ -12,37 +12,24 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
 
+use crate::endings::ending_triggers;
+
 /// The trigger function: its one argument names the column holding the secret's hash.
 const FUNCTION: &str = "pawtropolis_credential_ended";
 
-/// Trigger name, table and the column holding the hash of the credential's secret.
-const TRIGGERS: [(&str, &str, &str); 2] = [
-    ("credential_ended_token", "api_token", "token_hash"),
-    ("credential_ended_session", "dashboard_session", "id_hash"),
-];
-
-/// What each trigger announces, and when: a revocation, and the deletion of a row that was not
-/// revoked (a token deleted by hand; a session the login's purge found expired or idle).
-const EVENTS: [(&str, &str, &str); 2] = [
-    (
-        "",
-        "UPDATE OF revoked_at_s",
-        "OLD.revoked_at_s IS NULL AND NEW.revoked_at_s IS NOT NULL",
-    ),
-    ("_deleted", "DELETE", "OLD.revoked_at_s IS NULL"),
-];
-
 /// Each trigger's name and table, with its statement.
 fn triggers() -> impl Iterator<Item = (String, &'static str, String)> {
-    TRIGGERS.into_iter().flat_map(|(name, table, hash)| {
-        EVENTS.into_iter().map(move |(suffix, event, when)| {
-            let name = format!("{name}{suffix}");
-            let sql = format!(
-                "CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW WHEN ({when}) \
-                 EXECUTE FUNCTION {FUNCTION}('{hash}')"
-            );
-            (name, table, sql)
-        })
+    ending_triggers("credential_ended").map(|t| {
+        let sql = format!(
+            "CREATE TRIGGER {name} AFTER {event} ON {table} FOR EACH ROW WHEN ({when}) \
+             EXECUTE FUNCTION {FUNCTION}('{hash}')",
+            name = t.name,
+            event = t.event,
+            table = t.table,
+            when = t.when,
+            hash = t.hash,
+        );
+        (t.name, t.table, sql)
     })
 }
 
