@@ -109,8 +109,18 @@ pub async fn identities_for(
     }
     for (spelled, canonical) in spellings {
         if let Some(found) = shown.get(&canonical).cloned() {
-            shown.insert(spelled, found);
+            shown.insert(spelled.clone(), found);
         }
+        // A client matches warnings to rows by their `moderator_id`: one per spelling.
+        let also: Vec<Warning> = warnings
+            .iter()
+            .filter(|w| w.id == canonical)
+            .map(|w| Warning {
+                id: spelled.clone(),
+                ..w.clone()
+            })
+            .collect();
+        warnings.extend(also);
     }
     (shown, warnings)
 }
