@@ -9,7 +9,8 @@ use std::{
 use sea_orm_migration::{
     IntoSchemaManagerConnection, MigrationStatus, MigratorTrait,
     sea_orm::{
-        ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait,
+        ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
+        TransactionTrait,
     },
 };
 
@@ -32,12 +33,14 @@ enum Exclusive {
     Postgres(DatabaseTransaction),
     /// SQLite: a lock on a file beside the database (`<database>-migrate.lock`), not the
     /// database's own write lock, which would keep the bot from writing for the whole run
-    /// rather than for each statement. `None` where no other process can migrate the same
-    /// database: an in-memory one, one on a read-only file system, or another backend.
+    /// rather than for each statement.
     File {
         /// Held, not read: closing it releases the lock.
-        _lock: Option<File>,
+        _lock: File,
     },
+    /// Where no other process can migrate the same database: an in-memory SQLite one, one on
+    /// a read-only file system, or another backend.
+    Alone,
 }
 
 impl Exclusive {
@@ -49,17 +52,18 @@ impl Exclusive {
                     .await?;
                 Ok(Self::Postgres(txn))
             }
-            DbBackend::Sqlite => Ok(Self::File {
-                _lock: lock_file(db).await?,
+            DbBackend::Sqlite => Ok(match lock_file(db).await? {
+                Some(file) => Self::File { _lock: file },
+                None => Self::Alone,
             }),
-            _ => Ok(Self::File { _lock: None }),
+            _ => Ok(Self::Alone),
         }
     }
 
     async fn release(self) -> Result<(), DbErr> {
         match self {
             Self::Postgres(txn) => txn.commit().await,
-            Self::File { .. } => Ok(()),
+            Self::File { .. } | Self::Alone => Ok(()),
         }
     }
 }
@@ -68,7 +72,7 @@ impl Exclusive {
 /// holds it (an advisory `flock`, independent of SQLite's own locks on the database file).
 async fn lock_file(db: &DatabaseConnection) -> Result<Option<File>, DbErr> {
     let Some(row) = db
-        .query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
+        .query_one_raw(Statement::from_string(
             DbBackend::Sqlite,
             "SELECT file FROM pragma_database_list WHERE name = 'main'",
         ))
@@ -135,13 +139,14 @@ pub enum MigrateCommand {
     Status,
 }
 
-/// Runs `command` against `db` and returns what to print, one process at a time (see
-/// [`Exclusive`]).
+/// Runs `command` against `db` and returns what to print, one process at a time: another
+/// process's migrations wait for these (on SQLite, on a lock file beside the database; on
+/// PostgreSQL, on an advisory lock, all of them in one transaction).
 pub async fn run(db: &DatabaseConnection, command: &MigrateCommand) -> Result<String, DbErr> {
     let exclusive = Exclusive::take(db).await?;
     let out = match &exclusive {
         Exclusive::Postgres(txn) => run_on(txn, command).await?,
-        Exclusive::File { .. } => run_on(db, command).await?,
+        Exclusive::File { .. } | Exclusive::Alone => run_on(db, command).await?,
     };
     exclusive.release().await?;
     Ok(out)

@@ -11,7 +11,7 @@ pub(crate) struct EndingTrigger {
     pub hash: &'static str,
 }
 
-/// Each credential table, the word its triggers are named with, and its hash column.
+/// The word each credential's triggers are named with, its table, and its hash column.
 const CREDENTIALS: [(&str, &str, &str); 2] = [
     ("token", "api_token", "token_hash"),
     ("session", "dashboard_session", "id_hash"),

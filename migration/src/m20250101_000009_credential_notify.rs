@@ -17,6 +17,10 @@ use crate::endings::ending_triggers;
 /// The trigger function: its one argument names the column holding the secret's hash.
 const FUNCTION: &str = "pawtropolis_credential_ended";
 
+/// The channel: `ENDED_CHANNEL` of pawtropolis-api's `auth::ended`, spelled like [`FUNCTION`]
+/// on purpose (the function exists to send on it).
+const CHANNEL: &str = "pawtropolis_credential_ended";
+
 /// Each trigger's name and table, with its statement.
 fn triggers() -> impl Iterator<Item = (String, &'static str, String)> {
     ending_triggers("credential_ended").map(|t| {
@@ -43,14 +47,13 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let db = manager.get_connection();
-        // The channel's name is `ENDED_CHANNEL` of pawtropolis-api's `auth::ended`.
         db.execute_unprepared(&format!(
             "CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ \
              BEGIN \
                IF TG_OP = 'DELETE' THEN \
-                 PERFORM pg_notify('pawtropolis_credential_ended', to_jsonb(OLD) ->> TG_ARGV[0]); \
+                 PERFORM pg_notify('{CHANNEL}', to_jsonb(OLD) ->> TG_ARGV[0]); \
                ELSE \
-                 PERFORM pg_notify('pawtropolis_credential_ended', to_jsonb(NEW) ->> TG_ARGV[0]); \
+                 PERFORM pg_notify('{CHANNEL}', to_jsonb(NEW) ->> TG_ARGV[0]); \
                END IF; \
                RETURN NULL; \
              END $$"

@@ -1,8 +1,8 @@
 //! An empty query parameter means the same as leaving it out.
 //!
 //! A dashboard's filter form sends every field, filled or not (`moderator_id=&limit=`). The
-//! typed parameters (snowflakes, numbers, enums) would refuse the empty text with a 400, while
-//! the text ones (`since`, `cursor`, `tz`, …) already read it as "no value". Dropping blank
+//! typed parameters (snowflakes, numbers, enums) would refuse the empty text with a 400, and
+//! each text one (`since`, `cursor`, `tz`, …) would need a check of its own. Dropping blank
 //! parameters before poem-openapi reads the query gives every parameter that one rule: an
 //! optional one takes its default, a required one is reported missing.
 
@@ -33,11 +33,13 @@ fn is_blank(pair: &str) -> bool {
 
 /// `query` without its blank parameters, or `None` when it has none to drop.
 pub(crate) fn without_blank_params(query: &str) -> Option<String> {
-    if !query.split('&').any(is_blank) {
-        return None;
-    }
-    let kept: Vec<&str> = query.split('&').filter(|p| !is_blank(p)).collect();
-    Some(kept.join("&"))
+    let mut pairs = 0;
+    let kept: Vec<&str> = query
+        .split('&')
+        .inspect(|_| pairs += 1)
+        .filter(|p| !is_blank(p))
+        .collect();
+    (kept.len() < pairs).then(|| kept.join("&"))
 }
 
 /// Drops the blank parameters of the request's query, then calls `ep`.

@@ -382,8 +382,8 @@ fn openapi_service() -> OpenApiService<Apis, ()> {
          (`Authorization: Bearer …`) or a dashboard session cookie, and answers 403 for a \
          guild the caller may not read. Errors are `{\"error\": {\"code\", \"message\"}}`. \
          Snowflakes are strings of 17–20 digits without a leading zero; times are RFC 3339. \
-         A query parameter sent empty (`moderator_id=`, as a form's unfilled field) is the \
-         same as one left out.",
+         A query parameter sent empty or blank (`moderator_id=`, as a form's unfilled field) \
+         is the same as one left out.",
     )
     .url_prefix("/api")
 }

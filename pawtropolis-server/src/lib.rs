@@ -159,10 +159,10 @@ async fn token_with(
             if tokens::revoke(&db, &token, SystemClock.now_s()).await? {
                 writeln!(out, "revoked")?;
             } else {
-                // Not echoed: it may be a live secret typed into the wrong place.
                 if token.parse::<i64>().is_ok() {
-                    anyhow::bail!("no active token has the id given (see `token list`)");
+                    anyhow::bail!("no active token has id {token} (see `token list`)");
                 }
+                // Not echoed: it may be a live secret typed into the wrong place.
                 anyhow::bail!("no active token matches the secret given");
             }
         }

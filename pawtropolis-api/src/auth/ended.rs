@@ -3,7 +3,8 @@
 //! credential it was opened with; an ending tells the watchers of that credential only (waking
 //! every stream to re-check would be a query per open stream per ending).
 //!
-//! Endings made through this process reach its streams directly. Those made anywhere else (a
+//! Logouts and `revoke_token` calls through this process reach its streams directly. All other
+//! endings (a
 //! logout through another instance, `token revoke` run from the CLI, SQL typed by hand) are
 //! told by the database itself: on PostgreSQL, triggers announce every ending with `NOTIFY` on
 //! [`ENDED_CHANNEL`], which the live feed's `LISTEN` connection hears, at once; on SQLite, which

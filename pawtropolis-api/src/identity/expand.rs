@@ -1,6 +1,6 @@
 //! `?expand=identity`: names and avatars of the moderators in a reply, resolved in batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use poem_openapi::Enum;
 
@@ -25,9 +25,10 @@ pub struct Shown {
 }
 
 /// Names and avatars for `ids` (any order, duplicates allowed), resolved with one resolver
-/// call per 100 distinct ids, plus one warning per id that could not be resolved. Ids that are
-/// not snowflakes (legacy rows) get a placeholder and a warning, and so does every id when the
-/// identities cannot be read at all: an expansion never fails the reply it decorates.
+/// call per 100 distinct ids, plus a warning for each id that could not be resolved, under each
+/// spelling of it that `ids` holds (a row's `actor_id` may have spaces around the digits). Ids
+/// that are not snowflakes (legacy rows) get a placeholder and a warning, and so does every id
+/// when the identities cannot be read at all: an expansion never fails the reply it decorates.
 pub async fn identities_for(
     resolver: &IdentityResolver,
     guild_id: &Snowflake,
@@ -36,8 +37,8 @@ pub async fn identities_for(
     let mut distinct: Vec<Snowflake> = Vec::new();
     let mut shown = HashMap::new();
     let mut warnings = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut resolving = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
+    let mut resolving = HashSet::new();
     // Ids as a row spells them when that is not the canonical form (spaces around the
     // digits): the caller looks rows up by their own spelling.
     let mut spellings: Vec<(String, String)> = Vec::new();
@@ -107,21 +108,28 @@ pub async fn identities_for(
         }
         warnings.extend(resolution.warnings);
     }
+    if spellings.is_empty() {
+        return (shown, warnings);
+    }
+    // A client matches warnings to rows by their `moderator_id`: one per spelling the rows
+    // use, and none under a spelling no row has.
+    let mut spelled_as: HashMap<String, Vec<String>> = HashMap::new();
     for (spelled, canonical) in spellings {
         if let Some(found) = shown.get(&canonical).cloned() {
             shown.insert(spelled.clone(), found);
         }
-        // A client matches warnings to rows by their `moderator_id`: one per spelling.
-        let also: Vec<Warning> = warnings
-            .iter()
-            .filter(|w| w.id == canonical)
-            .map(|w| Warning {
-                id: spelled.clone(),
-                ..w.clone()
-            })
-            .collect();
-        warnings.extend(also);
+        spelled_as.entry(canonical).or_default().push(spelled);
     }
+    let warnings = warnings
+        .into_iter()
+        .flat_map(|w| {
+            let mut ids: Vec<String> = spelled_as.get(&w.id).cloned().unwrap_or_default();
+            if ids.is_empty() || seen.contains(&w.id) {
+                ids.insert(0, w.id.clone());
+            }
+            ids.into_iter().map(move |id| Warning { id, ..w.clone() })
+        })
+        .collect();
     (shown, warnings)
 }
 

@@ -69,7 +69,7 @@ impl Zone {
             None => Ok(Self::Utc),
             Some(name) if name.eq_ignore_ascii_case("utc") => Ok(Self::Utc),
             Some(name) => match name.parse::<Tz>() {
-                // The database's other names of UTC: one grid, one cache entry, `Z` times.
+                // The tz database's other names of UTC: one grid, one cache entry, `Z` times.
                 Ok(
                     Tz::UTC
                     | Tz::Etc__UTC

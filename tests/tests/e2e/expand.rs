@@ -439,7 +439,9 @@ async fn a_moderator_id_spelled_with_spaces_is_named() {
         let (fake, app, token) = start_with_okmod(&backend).await;
         let padded = format!(" {OK_MOD}\n");
         let ghost = format!("{GHOST_MOD} ");
-        claims_by(&app, &[GHOST_MOD, &ghost, OK_MOD, &padded]).await;
+        // Another id Discord does not know, only ever written padded.
+        let only_padded = " 600000000000000009";
+        claims_by(&app, &[only_padded, GHOST_MOD, &ghost, OK_MOD, &padded]).await;
         let (s, page) = app
             .get_json(
                 &format!("/api/logs?guild_id={GUILD_A}&expand=identity"),
@@ -448,16 +450,18 @@ async fn a_moderator_id_spelled_with_spaces_is_named() {
             .await;
         assert_eq!(s, 200, "{page}");
         let items = page["items"].as_array().unwrap();
-        assert_eq!(items.len(), 4);
+        assert_eq!(items.len(), 5);
         assert_eq!(items[0]["moderator_id"], padded.as_str(), "kept as written");
         for item in &items[..2] {
             assert_eq!(item["display_name"], "okmod", "{item}");
         }
-        // A warning for each spelling of the unknown one, so that a client finds its rows'.
+        // A warning under each spelling the rows use, so that a client finds its rows', and
+        // none under a spelling no row has.
         assert_eq!(
             ids_of(&page["warnings"]),
-            BTreeSet::from([GHOST_MOD.to_owned(), ghost.clone()])
+            BTreeSet::from([GHOST_MOD.to_owned(), ghost.clone(), only_padded.to_owned()])
         );
+        assert_eq!(page["warnings"].as_array().map(Vec::len), Some(3));
         assert_eq!(fake.calls_for(OK_MOD), 1, "one lookup: {:?}", fake.calls());
         app.finish().await;
     }
