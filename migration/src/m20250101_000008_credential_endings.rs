@@ -3,12 +3,11 @@
 //! PostgreSQL announces each ending with `NOTIFY` (migration 9), which every server's live feed
 //! hears. SQLite has no such thing, so a `token revoke` run from the CLI, or a logout through
 //! another process sharing the file, would reach a server's live streams only at their next
-//! heartbeat. Triggers
-//! append the hash of every credential whose `revoked_at_s` is set, or whose live row is
-//! deleted, whoever did it (the API, the CLI, SQL typed by hand), to `credential_ending`, whose
-//! ids grow with each one: the feed reads the rows after the last id it saw every second. No
-//! clock is involved, so a writer's clock cannot hide an ending. The table keeps the latest
-//! 10,000 endings (under a megabyte), far more than a second's.
+//! heartbeat. Triggers append the hash of every credential whose `revoked_at_s` is set, or whose
+//! live row is deleted, whoever did it (the API, the CLI, SQL typed by hand), to
+//! `credential_ending`, whose ids grow with each one: the feed reads the rows after the last id
+//! it saw every second. No clock is involved, so a writer's clock cannot hide an ending. The
+//! table keeps the latest 10,000 endings (under a megabyte), far more than a second's.
 
 // The trait is declared with an elided `SchemaManager` lifetime; naming it breaks the impl.
 #![allow(elided_lifetimes_in_paths)]

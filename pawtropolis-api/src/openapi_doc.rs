@@ -111,15 +111,7 @@ fn polish(doc: &mut Value) {
 /// poem-openapi describes the error replies once for every operation; this adds the headers to
 /// that operation's, saying when they come.
 fn rate_limit_headers_on_errors(doc: &mut Value) {
-    let Some(op) = doc
-        .get_mut("paths")
-        .and_then(Value::as_object_mut)
-        .into_iter()
-        .flat_map(|paths| paths.values_mut())
-        .filter_map(Value::as_object_mut)
-        .flat_map(|item| item.values_mut())
-        .find(|op| op["operationId"] == "resolveUsers")
-    else {
+    let Some(op) = doc.pointer_mut("/paths/~1api~1users~1resolve/get") else {
         return;
     };
     let Some(headers) = op

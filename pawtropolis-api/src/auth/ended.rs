@@ -4,12 +4,11 @@
 //! every stream to re-check would be a query per open stream per ending).
 //!
 //! Logouts and `revoke_token` calls through this process reach its streams directly. All other
-//! endings (a
-//! logout through another instance, `token revoke` run from the CLI, SQL typed by hand) are
-//! told by the database itself: on PostgreSQL, triggers announce every ending with `NOTIFY` on
-//! [`ENDED_CHANNEL`], which the live feed's `LISTEN` connection hears, at once; on SQLite, which
-//! has no `NOTIFY`, triggers record every ending in `credential_ending`, which the live feed
-//! reads every second. What is missed reaches streams at their next heartbeat: an announcement
+//! endings (a logout through another instance, `token revoke` run from the CLI, SQL typed by
+//! hand) are told by the database itself: on PostgreSQL, triggers announce every ending with
+//! `NOTIFY` on [`ENDED_CHANNEL`], which the live feed's `LISTEN` connection hears, at once; on
+//! SQLite, which has no `NOTIFY`, triggers record every ending in `credential_ending`, which the
+//! live feed reads every second. What is missed reaches streams at their next heartbeat: an announcement
 //! while an instance's `LISTEN` connection is down, endings trimmed from `credential_ending`
 //! before they were read (10,000 in a burst; logged).
 

@@ -39,9 +39,9 @@ pub async fn identities_for(
     let mut warnings = Vec::new();
     let mut seen = HashSet::new();
     let mut resolving = HashSet::new();
-    // Ids as a row spells them when that is not the canonical form (spaces around the
-    // digits): the caller looks rows up by their own spelling.
-    let mut spellings: Vec<(String, String)> = Vec::new();
+    // Canonical id → the other spellings the rows use (spaces around the digits): the caller
+    // looks rows up by their own spelling.
+    let mut spelled_as: HashMap<String, Vec<String>> = HashMap::new();
     for id in ids {
         if !seen.insert(id.to_owned()) {
             continue;
@@ -49,7 +49,10 @@ pub async fn identities_for(
         match Snowflake::parse("moderator_id", id) {
             Ok(s) => {
                 if s.as_str() != id {
-                    spellings.push((id.to_owned(), s.as_str().to_owned()));
+                    spelled_as
+                        .entry(s.as_str().to_owned())
+                        .or_default()
+                        .push(id.to_owned());
                 }
                 if resolving.insert(s.clone()) {
                     distinct.push(s);
@@ -108,18 +111,18 @@ pub async fn identities_for(
         }
         warnings.extend(resolution.warnings);
     }
-    if spellings.is_empty() {
+    if spelled_as.is_empty() {
         return (shown, warnings);
+    }
+    for (canonical, spellings) in &spelled_as {
+        if let Some(found) = shown.get(canonical).cloned() {
+            for spelled in spellings {
+                shown.insert(spelled.clone(), found.clone());
+            }
+        }
     }
     // A client matches warnings to rows by their `moderator_id`: one per spelling the rows
     // use, and none under a spelling no row has.
-    let mut spelled_as: HashMap<String, Vec<String>> = HashMap::new();
-    for (spelled, canonical) in spellings {
-        if let Some(found) = shown.get(&canonical).cloned() {
-            shown.insert(spelled.clone(), found);
-        }
-        spelled_as.entry(canonical).or_default().push(spelled);
-    }
     let warnings = warnings
         .into_iter()
         .flat_map(|w| {
