@@ -315,7 +315,7 @@ async function loadList(view) {
   if (!live(view)) return;
   for (const item of page.items) {
     if (item.display_name) {
-      view.identities.set(item.moderator_id, { name: item.display_name, avatar: item.avatar_url });
+      view.identities.set(userKey(item.moderator_id), { name: item.display_name, avatar: item.avatar_url });
     }
   }
   [...page.items].reverse().forEach((item) => addAction(view, item, false));
@@ -364,12 +364,20 @@ function addAction(view, item, fresh) {
     view.shown.delete(Number(list.lastElementChild.dataset.id));
     list.lastElementChild.remove();
   }
-  if (!view.identities.has(item.moderator_id)) queueResolve(view, item.moderator_id);
+  const key = userKey(item.moderator_id);
+  if (!view.identities.has(key) && isSnowflake(key)) queueResolve(view, key);
 }
+
+// Older rows of the bot's log can hold an actor id with spaces around it, or one that is not a
+// Discord id at all ("system"). Resolve answers under the trimmed id and refuses a batch with a
+// non-snowflake in it, so identities are kept under the trimmed id and only snowflakes are asked.
+const userKey = (id) => String(id).trim();
+const MAX_SNOWFLAKE = 18446744073709551615n;
+const isSnowflake = (id) => /^[1-9][0-9]{16,19}$/.test(id) && BigInt(id) <= MAX_SNOWFLAKE;
 
 function paintIdentity(view, li) {
   const id = li.dataset.moderator;
-  const known = view.identities.get(id);
+  const known = view.identities.get(userKey(id));
   li.querySelector(".who").textContent = known ? known.name : id;
   const box = li.querySelector(".avatar");
   const initials = (known ? known.name : "?").slice(0, 2).toUpperCase();
@@ -415,7 +423,7 @@ async function resolvePending(view) {
       view.pending.delete(u.id);
     }
     for (const li of $("actions").children) {
-      if (ids.includes(li.dataset.moderator)) paintIdentity(view, li);
+      if (ids.includes(userKey(li.dataset.moderator))) paintIdentity(view, li);
     }
     if (unsure.size) {
       setTimeout(() => {

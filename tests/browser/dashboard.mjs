@@ -3,8 +3,11 @@
 // see it appear with its moderator's name, then save a screenshot.
 //
 // Env: PAWTROPOLIS_URL, PAWTROPOLIS_TOKEN, PAWTROPOLIS_GUILD_ID, PAWTROPOLIS_CHROMIUM,
-// PAWTROPOLIS_SCREENSHOT (PNG path). Protocol: prints `insert`, reads back `<id> <name>`,
-// with ` also <id>` when the test also committed a row it held open while the page loaded.
+// PAWTROPOLIS_SCREENSHOT (PNG path), PAWTROPOLIS_KNOWN_NAMES (names the fake Discord knows),
+// PAWTROPOLIS_LEGACY_ACTOR (an actor id that is not a snowflake). Protocol: prints `insert`;
+// the test records a row by the legacy actor, then one whose actor id has spaces around it, and
+// answers `<id> <name>` for the second, with ` also <id>` when it also committed a row it held
+// open while the page loaded.
 // With PAWTROPOLIS_LOGIN_AS=<display name> it signs in through the Discord login instead
 // (against the test's fake Discord), checks the page as that user, and signs out.
 import { chromium } from "playwright-core";
@@ -117,6 +120,14 @@ async function tokenFlow(page) {
     { timeout: TIMEOUT },
   );
   check((await page.getAttribute("#actions li", "data-id")) === id, "the new action is first");
+  // Recorded just before it, by an actor that is not a Discord id: shown as it is.
+  const legacy = env("PAWTROPOLIS_LEGACY_ACTOR");
+  const legacyWho = await page.$$eval(
+    "#actions li .who",
+    (ws, legacy) => ws.filter((w) => w.closest("li").dataset.moderator === legacy).map((w) => w.textContent),
+    legacy,
+  );
+  check(legacyWho.length === 1 && legacyWho[0] === legacy, `the ${legacy} row shows its actor: ${legacyWho}`);
   if (also) {
     await page.locator(`#actions li[data-id="${also}"]`).waitFor({ timeout: TIMEOUT });
     console.log(`ok late commit: action ${also}, committed after the page loaded with newer rows, appeared`);
