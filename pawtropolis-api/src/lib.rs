@@ -6,11 +6,15 @@
 //!
 //! ```no_run
 //! # async fn run(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
-//! use pawtropolis_api::{PawtropolisApi, register_api_routes};
+//! use pawtropolis_api::{PawtropolisApi, WRITE_TIMEOUT, WriteTimeoutAcceptor, register_api_routes};
+//! use poem::listener::{Listener as _, TcpListener};
 //!
 //! let api = PawtropolisApi::builder(db).build().await?;
 //! let app = register_api_routes(poem::Route::new(), &api); // /api/…, /api/docs, /health
-//! poem::Server::new(poem::listener::TcpListener::bind("127.0.0.1:3000"))
+//! // Without the timeout, a live stream whose browser stopped reading holds its connection
+//! // (and its stream permit) for good.
+//! let tcp = TcpListener::bind("127.0.0.1:3000").into_acceptor().await?;
+//! poem::Server::new_with_acceptor(WriteTimeoutAcceptor::new(tcp, WRITE_TIMEOUT))
 //!     .run(app)
 //!     .await?;
 //! # Ok(()) }
@@ -95,6 +99,7 @@ impl PawtropolisApi {
             discord_limits: None,
             identity_source: None,
             verifier: None,
+            extra_verifiers: Vec::new(),
             settings: ApiSettings::default(),
             clock: None,
         }
@@ -160,7 +165,8 @@ impl PawtropolisApi {
     }
 
     /// Resolves user ids to identities as `GET /api/users/resolve` does (without its rate
-    /// limit): entries in request order, duplicates removed, plus warnings.
+    /// limit): entries in request order, duplicates removed, plus warnings. At most
+    /// [`identity::MAX_IDS`] distinct ids (more is an `InvalidParameter` error).
     pub async fn resolve_users(
         &self,
         guild_id: &Snowflake,
@@ -177,6 +183,7 @@ pub struct PawtropolisApiBuilder {
     discord_limits: Option<Arc<DiscordRateLimits>>,
     identity_source: Option<Arc<dyn IdentitySource>>,
     verifier: Option<Arc<dyn SessionVerifier>>,
+    extra_verifiers: Vec<Arc<dyn SessionVerifier>>,
     settings: ApiSettings,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -211,11 +218,24 @@ impl PawtropolisApiBuilder {
         self
     }
 
-    /// How credentials become principals. Default: API tokens from the `api_token` table
-    /// ([`auth::ApiTokenVerifier`]); chain it with your own in an [`auth::VerifierChain`] to
-    /// accept both.
+    /// How credentials become principals, replacing the built-in verifiers whole. Those are:
+    /// API tokens from the `api_token` table ([`auth::ApiTokenVerifier`]), plus the dashboard's
+    /// session cookies when the Discord login is configured. To accept your own credentials
+    /// beside them, use [`extra_verifier`](Self::extra_verifier) instead: a replacement loses
+    /// the session cookies (a Discord sign-in then answers 401 on every `/api` call), and an
+    /// `ApiTokenVerifier` of your own keeps trusting a revoked token for up to
+    /// [`auth::TOKEN_RECHECK`] unless you call its [`forget`](auth::ApiTokenVerifier::forget).
     pub fn session_verifier(mut self, verifier: Arc<dyn SessionVerifier>) -> Self {
         self.verifier = Some(verifier);
+        self
+    }
+
+    /// A verifier of the host's own, asked before the built-in ones (or the
+    /// [`session_verifier`](Self::session_verifier)), which stay in place: API tokens, whose
+    /// revocations take effect at once, and dashboard sessions. The first verifier that
+    /// recognises a credential decides. Call it again to add more, asked in order.
+    pub fn extra_verifier(mut self, verifier: Arc<dyn SessionVerifier>) -> Self {
+        self.extra_verifiers.push(verifier);
         self
     }
 
@@ -273,6 +293,16 @@ impl PawtropolisApiBuilder {
             }
             Arc::new(chain)
         });
+        let verifier: Arc<dyn SessionVerifier> = if self.extra_verifiers.is_empty() {
+            verifier
+        } else {
+            let extras = self.extra_verifiers.into_iter();
+            Arc::new(
+                extras
+                    .fold(auth::VerifierChain::new(), |chain, v| chain.with(v))
+                    .with(verifier),
+            )
+        };
         let source = self.identity_source.or_else(|| {
             self.discord.clone().map(|http| {
                 let source = SerenityHttpSource::new(http);

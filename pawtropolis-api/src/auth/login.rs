@@ -10,6 +10,7 @@ use poem::{
     web::{Data, Json, Query},
 };
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq as _;
 
 use super::{
     SESSION_COOKIE,
@@ -109,7 +110,8 @@ async fn finish_login(
     }
     let expected = super::request_cookie(req, STATE_COOKIE);
     match (&q.state, &expected) {
-        (Some(got), Some(want)) if !want.is_empty() && got == want => {}
+        (Some(got), Some(want))
+            if !want.is_empty() && bool::from(got.as_bytes().ct_eq(want.as_bytes())) => {}
         _ => {
             return Err(ApiError::invalid(
                 "state does not match this browser's login attempt; start again at /auth/login",

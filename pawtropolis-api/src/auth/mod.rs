@@ -19,4 +19,4 @@ mod verifier;
 pub use principal::{GuildScope, Principal};
 pub use scheme::{Auth, BearerAuth, SESSION_COOKIE, SessionCookieAuth, request_cookie};
 pub use sessions::SessionStore;
-pub use verifier::{ApiTokenVerifier, Credential, SessionVerifier, VerifierChain};
+pub use verifier::{ApiTokenVerifier, Credential, SessionVerifier, TOKEN_RECHECK, VerifierChain};

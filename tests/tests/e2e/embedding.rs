@@ -214,3 +214,76 @@ async fn a_bot_embeds_the_api_with_its_http_and_cache() {
         tdb.cleanup().await;
     }
 }
+
+/// A host with a credential of its own (`examples/embedded`: an admin secret) adds its verifier
+/// beside the built-in ones: the secret reads every guild, a wrong one is refused, API tokens
+/// keep working, and a token revoked through the API is refused on the very next request
+/// rather than served from a verifier's cache of its own for a few more seconds.
+#[tokio::test]
+async fn a_host_adds_its_own_verifier_beside_the_built_in_ones() {
+    const ADMIN: &str = "host-admin-secret-0123456789";
+    for backend in backends() {
+        let tdb = TestDb::new(&backend).await;
+        migration::cli::run(&tdb.db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+        let api = pawtropolis_embedded_example::build_api(tdb.db.clone(), ADMIN.into())
+            .await
+            .unwrap();
+        let app = pawtropolis_embedded_example::app(&api);
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let base = format!(
+            "http://{}",
+            acceptor.local_addr()[0].as_socket_addr().unwrap()
+        );
+        let server = tokio::spawn(async move {
+            poem::Server::new_with_acceptor(acceptor)
+                .run(app)
+                .await
+                .ok()
+        });
+        let client = reqwest::Client::new();
+        let logs = |guild: &str, bearer: &str| {
+            client
+                .get(format!("{base}/api/logs?guild_id={guild}"))
+                .bearer_auth(bearer)
+                .send()
+        };
+        let status = |r: reqwest::Result<reqwest::Response>| r.unwrap().status().as_u16();
+
+        assert_eq!(status(logs(GUILD_A, ADMIN).await), 200);
+        assert_eq!(status(logs(GUILD_B, ADMIN).await), 200, "every guild");
+        let wrong = format!("{}X", &ADMIN[..ADMIN.len() - 1]);
+        assert_eq!(status(logs(GUILD_A, &wrong).await), 401);
+        assert_eq!(
+            client
+                .get(format!("{base}/hello"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "the host's own route"
+        );
+
+        let (_, token) =
+            pawtropolis_api::auth::tokens::create(&tdb.db, "host", &[GUILD_A.to_owned()], 0)
+                .await
+                .unwrap();
+        assert_eq!(status(logs(GUILD_A, &token).await), 200);
+        assert_eq!(status(logs(GUILD_B, &token).await), 403);
+        assert!(api.revoke_token(&token).await.unwrap());
+        assert_eq!(
+            status(logs(GUILD_A, &token).await),
+            401,
+            "refused at once, not after the verifier's recheck"
+        );
+        assert_eq!(status(logs(GUILD_A, ADMIN).await), 200);
+        api.shutdown();
+        server.abort();
+        tdb.cleanup().await;
+    }
+}
