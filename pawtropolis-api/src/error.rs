@@ -19,8 +19,11 @@ pub struct ErrorBody {
 /// Machine-readable code and human-readable explanation of an error.
 #[derive(Debug, Clone, Object, Serialize)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: `invalid_parameter`, `unauthorized`, `forbidden`,
-    /// `not_found`, `rate_limited`, `unavailable`, `internal`.
+    /// Stable machine-readable code: `invalid_parameter` (400), `unauthorized` (401),
+    /// `forbidden` (403), `bad_origin` (403, a request from another site), `not_found` (404),
+    /// `method_not_allowed` (405), `payload_too_large` (413), `unsupported_media_type` (415),
+    /// `rate_limited` (429), `unavailable` (503), `internal` (other 5xx); `error` for any other
+    /// status.
     pub code: String,
     /// Explanation for people; names the offending parameter or field where there is one.
     pub message: String,

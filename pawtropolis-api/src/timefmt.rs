@@ -20,6 +20,20 @@ pub fn sql_datetime(secs: i64) -> String {
         .to_string()
 }
 
+/// A time the bot stored as text (`datetime('now')`'s `2025-10-21 00:00:00`, UTC, perhaps with a
+/// fraction, or already RFC 3339) as the API's RFC 3339 UTC. Text in any other form is passed on
+/// as stored rather than dropped.
+pub fn stored_to_rfc3339(stored: &str) -> String {
+    let text = stored.trim();
+    let parsed = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+        .map(|t| t.and_utc())
+        .or_else(|_| DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)));
+    match parsed {
+        Ok(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        Err(_) => stored.to_owned(),
+    }
+}
+
 /// A time parameter: whole Unix seconds and the nanoseconds past them (RFC 3339 allows a
 /// fraction; the rows it is compared with hold whole seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,6 +79,27 @@ pub fn parse_time_param(field: &str, value: &str) -> Result<TimeParam, ApiError>
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_times_come_out_as_rfc3339() {
+        assert_eq!(
+            stored_to_rfc3339("2025-10-21 00:00:05"),
+            "2025-10-21T00:00:05Z"
+        );
+        assert_eq!(
+            stored_to_rfc3339(&sql_datetime(1_761_004_800)),
+            "2025-10-21T00:00:00Z"
+        );
+        assert_eq!(
+            stored_to_rfc3339("2025-10-21 00:00:05.250"),
+            "2025-10-21T00:00:05.250Z"
+        );
+        assert_eq!(
+            stored_to_rfc3339("2025-10-21T02:00:05+02:00"),
+            "2025-10-21T00:00:05Z"
+        );
+        assert_eq!(stored_to_rfc3339("last tuesday"), "last tuesday");
+    }
 
     #[test]
     fn formats_utc_with_z() {

@@ -266,8 +266,11 @@ export interface components {
          */
         ErrorDetail: {
             /**
-             * @description Stable machine-readable code: `invalid_parameter`, `unauthorized`, `forbidden`,
-             *     `not_found`, `rate_limited`, `unavailable`, `internal`.
+             * @description Stable machine-readable code: `invalid_parameter` (400), `unauthorized` (401),
+             *     `forbidden` (403), `bad_origin` (403, a request from another site), `not_found` (404),
+             *     `method_not_allowed` (405), `payload_too_large` (413), `unsupported_media_type` (415),
+             *     `rate_limited` (429), `unavailable` (503), `internal` (other 5xx); `error` for any other
+             *     status.
              */
             code: string;
             /** @description Explanation for people; names the offending parameter or field where there is one. */
@@ -314,7 +317,11 @@ export interface components {
              * @description Minimum time in the guild before applying, hours.
              */
             min_join_age_hours: number;
-            /** @description Last change (`YYYY-MM-DD HH:MM:SS` UTC); null while the guild still has the defaults. */
+            /**
+             * @description Last change, RFC 3339 UTC (`2025-10-21T00:00:00Z`); null while the guild still has the
+             *     defaults. (Stored as the bot stores it; a value it wrote in an unknown form is passed on
+             *     as it is.)
+             */
             updated_at: string | null;
         };
         /**

@@ -59,7 +59,9 @@ pub struct GuildConfig {
     pub min_account_age_hours: i64,
     /// Minimum time in the guild before applying, hours.
     pub min_join_age_hours: i64,
-    /// Last change (`YYYY-MM-DD HH:MM:SS` UTC); null while the guild still has the defaults.
+    /// Last change, RFC 3339 UTC (`2025-10-21T00:00:00Z`); null while the guild still has the
+    /// defaults. (Stored as the bot stores it; a value it wrote in an unknown form is passed on
+    /// as it is.)
     #[oai(nullable)]
     pub updated_at: Option<String>,
 }
@@ -181,7 +183,7 @@ fn from_row(row: &QueryResult) -> Result<GuildConfig, sea_orm::DbErr> {
         reapply_cooldown_hours: h("reapply_cooldown_hours", 24)?,
         min_account_age_hours: h("min_account_age_hours", 0)?,
         min_join_age_hours: h("min_join_age_hours", 0)?,
-        updated_at: s("updated_at")?,
+        updated_at: s("updated_at")?.map(|t| crate::timefmt::stored_to_rfc3339(&t)),
     })
 }
 

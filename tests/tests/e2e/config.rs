@@ -1,4 +1,4 @@
-use pawtropolis_tests::{GUILD_A, TestApp, backends};
+use pawtropolis_tests::{GUILD_A, GUILD_B, TestApp, backends};
 use serde_json::json;
 
 #[tokio::test]
@@ -41,6 +41,37 @@ async fn read_update_and_audit() {
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["config"]["reviewer_role_id"], "900000000000000001");
         assert_eq!(body["config"]["reapply_cooldown_hours"], 48);
+        // Stored in the bot's `datetime('now')` form, answered in RFC 3339 like every time.
+        let at = body["config"]["updated_at"].as_str().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(at).is_ok() && at.ends_with('Z'),
+            "{body}"
+        );
+        let stored: String = app
+            .tdb
+            .rows(
+                "SELECT updated_at FROM guild_config WHERE guild_id = $1",
+                vec![GUILD_A.into()],
+            )
+            .await[0]
+            .try_get("", "updated_at")
+            .unwrap();
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(&stored, "%Y-%m-%d %H:%M:%S").is_ok(),
+            "{stored}"
+        );
+        // A row the bot wrote.
+        app.tdb
+            .exec(
+                "INSERT INTO guild_config (guild_id, updated_at) VALUES ($1, '2025-01-02 03:04:05')",
+                vec![GUILD_B.into()],
+            )
+            .await;
+        let token_b = app.token(&[GUILD_B]).await;
+        let (_, cfg_b) = app
+            .get_json(&format!("/api/config?guild_id={GUILD_B}"), &token_b)
+            .await;
+        assert_eq!(cfg_b["updated_at"], "2025-01-02T03:04:05Z", "{cfg_b}");
         let mut changed: Vec<String> = serde_json::from_value(body["changed"].clone()).unwrap();
         changed.sort();
         assert_eq!(changed, ["reapply_cooldown_hours", "reviewer_role_id"]);
