@@ -28,12 +28,12 @@ pub async fn build_dashboard(
     limits: Arc<DiscordRateLimits>,
     settings: ApiSettings,
 ) -> Result<PawtropolisApi, ApiError> {
+    // The source replaces the default one whole: `discord_http` would add nothing.
     let source = SerenityCacheSource::new(
         cache,
-        SerenityHttpSource::new(http.clone()).with_rate_limits(limits),
+        SerenityHttpSource::new(http).with_rate_limits(limits),
     );
     PawtropolisApi::builder(db)
-        .discord_http(http)
         .identity_source(Arc::new(source))
         .settings(settings)
         .build()

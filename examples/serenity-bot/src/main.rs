@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Every member who joins a guild is recorded as a `member_join` action through the API's
-//! recorder, so dashboards following `/api/logs/stream` see it at once.
+//! recorder, so dashboards following `/api/logs/stream` see it at once. Member joins need the
+//! privileged Server Members Intent: turn it on for the bot in Discord's developer portal, or
+//! the gateway closes the connection (close code 4014, disallowed intents).
 
 use std::sync::{Arc, OnceLock};
 

@@ -175,7 +175,8 @@ impl IdentityResolver {
 
     /// Resolves `ids` (duplicates are dropped, order kept; at most [`MAX_IDS`] distinct) as seen
     /// in `guild_id`. Discord trouble never fails this: unresolved ids get their stale row or a
-    /// fallback identity and a warning. Only a database failure is an error.
+    /// fallback identity and a warning. The errors are a database failure and more than
+    /// [`MAX_IDS`] distinct ids (a 400).
     pub async fn resolve_users(
         &self,
         guild_id: &Snowflake,
