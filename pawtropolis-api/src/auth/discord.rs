@@ -11,9 +11,9 @@ use crate::{db, identity::avatar, settings::LoginSettings};
 /// Why a call to Discord failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    /// Discord refused the code or token.
-    #[error("Discord refused the authorization")]
-    Unauthorized,
+    /// Discord refused the code or token (its status and, shortened, its explanation).
+    #[error("Discord refused the authorization: {0}")]
+    Unauthorized(String),
     /// Discord failed or could not be reached.
     #[error("Discord could not be reached: {0}")]
     Unavailable(String),
@@ -89,10 +89,15 @@ impl DiscordLogin {
         url.to_string()
     }
 
-    fn check(resp: reqwest::Response) -> Result<reqwest::Response, LoginError> {
+    async fn check(resp: reqwest::Response) -> Result<reqwest::Response, LoginError> {
         match resp.status().as_u16() {
             200..=299 => Ok(resp),
-            400 | 401 | 403 => Err(LoginError::Unauthorized),
+            // Kept for the log: `invalid_grant` (a used or forged code) reads differently from
+            // `invalid_client` (a wrong client secret) or a redirect URI Discord does not know.
+            s @ (400 | 401 | 403) => Err(LoginError::Unauthorized(format!(
+                "HTTP {s} {}",
+                short_body(resp).await
+            ))),
             s => Err(LoginError::Unavailable(format!("HTTP {s}"))),
         }
     }
@@ -115,7 +120,8 @@ impl DiscordLogin {
         if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(LoginError::RateLimited(retry_after(resp).await));
         }
-        let reply: TokenReply = Self::check(resp)?
+        let reply: TokenReply = Self::check(resp)
+            .await?
             .json()
             .await
             .map_err(|e| LoginError::Unavailable(e.to_string()))?;
@@ -131,7 +137,8 @@ impl DiscordLogin {
             .send()
             .await
             .map_err(|e| LoginError::Unavailable(e.to_string()))?;
-        Self::check(resp)?
+        Self::check(resp)
+            .await?
             .json()
             .await
             .map_err(|e| LoginError::Unavailable(e.to_string()))
@@ -172,7 +179,8 @@ impl DiscordLogin {
                     tokio::time::sleep(wait).await;
                 }
                 _ => {
-                    let member: MemberReply = Self::check(resp)?
+                    let member: MemberReply = Self::check(resp)
+                        .await?
                         .json()
                         .await
                         .map_err(|e| LoginError::Unavailable(e.to_string()))?;
@@ -181,6 +189,23 @@ impl DiscordLogin {
             }
         }
     }
+}
+
+/// The start of an error reply's body, on one line, for the log (Discord answers with a short
+/// JSON object; anything longer is cut).
+async fn short_body(resp: reqwest::Response) -> String {
+    const MAX: usize = 200;
+    let text = resp.text().await.unwrap_or_default();
+    let mut line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.len() > MAX {
+        let cut = (0..=MAX)
+            .rev()
+            .find(|&i| line.is_char_boundary(i))
+            .unwrap_or(0);
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
 }
 
 /// Longest wait a role check sits out for a rate limit (once) before it fails.

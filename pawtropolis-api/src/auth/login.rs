@@ -123,7 +123,7 @@ async fn finish_login(
         .filter(|c| !c.is_empty() && c.len() < 512)
         .ok_or_else(|| ApiError::invalid("code is required"))?;
     let unavailable = |e: super::discord::LoginError| match e {
-        super::discord::LoginError::Unauthorized => {
+        super::discord::LoginError::Unauthorized(_) => {
             ApiError::Forbidden("Discord refused the login".into())
         }
         // The detail (addresses, database errors) is for the log, not the browser.
@@ -148,6 +148,18 @@ async fn finish_login(
                 "Discord rate limited the token exchange; logins wait"
             );
             return Err(held(login.exchanges.hold(wait)));
+        }
+        Err(e @ super::discord::LoginError::Unauthorized(_)) => {
+            // A code used twice or made up, or (every time) a wrong client secret or redirect URI.
+            tracing::warn!(error = %e, "Discord refused a login's code");
+            if let Some(h) = login.exchanges.refused() {
+                tracing::warn!(
+                    retry_after_secs = h.retry_after_secs,
+                    "more than {} refused codes a minute: logins wait, so that Discord does not ban this address",
+                    super::throttle::REFUSED_PER_MINUTE
+                );
+            }
+            return Err(unavailable(e));
         }
         other => other.map_err(unavailable)?,
     };

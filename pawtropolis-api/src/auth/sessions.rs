@@ -248,7 +248,8 @@ impl SessionStore {
                     .await?;
                 }
                 // Discord no longer accepts the user's grant: the session is over.
-                Err(LoginError::Unauthorized) => {
+                Err(e @ LoginError::Unauthorized(_)) => {
+                    tracing::info!(error = %e, user_id = %row.user.user_id, "the role re-check was refused: the dashboard session ends");
                     db::execute(
                         &self.db,
                         "UPDATE dashboard_session SET revoked_at_s = $1, discord_access_token = '' WHERE id = $2",

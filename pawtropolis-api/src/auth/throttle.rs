@@ -4,10 +4,26 @@
 //! a while an address that keeps sending it requests answered 401, 403 or 429; the bot's own
 //! calls come from the same address. So after a 429 from the token endpoint no login asks
 //! again until the wait is over: the callbacks in between are answered 503 at once.
+//!
+//! Anyone can call `/auth/callback` with a state of their own in both the query and the
+//! cookie and a made-up code, and each such call would have the server send Discord a code it
+//! refuses. So refused codes are budgeted too ([`REFUSED_PER_MINUTE`] for the whole process):
+//! past the budget every login waits as after a 429, until it refills. A flood of forged
+//! callbacks then delays logins for as long as it lasts, but cannot make Discord ban the
+//! address the bot shares.
 
-use std::{sync::Mutex, time::Duration};
+use std::{num::NonZeroU32, sync::Mutex, time::Duration};
 
+use governor::{
+    DefaultDirectRateLimiter, Quota, RateLimiter,
+    clock::{Clock as _, DefaultClock},
+};
 use tokio::time::Instant;
+
+/// Code exchanges Discord may refuse per minute, for the whole process, before logins wait.
+/// A person mistyping nothing never meets it (a code is refused when it was used or made
+/// up); Discord's own threshold for banning an address is far higher.
+pub const REFUSED_PER_MINUTE: u32 = 30;
 
 /// Discord's rate limit holds the token exchanges for this many more seconds (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,9 +33,19 @@ pub struct Held {
 }
 
 /// When the token exchanges may go on.
-#[derive(Default)]
 pub struct ExchangeThrottle {
     held_until: Mutex<Option<Instant>>,
+    refused: DefaultDirectRateLimiter,
+}
+
+impl Default for ExchangeThrottle {
+    fn default() -> Self {
+        let per_minute = NonZeroU32::new(REFUSED_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        Self {
+            held_until: Mutex::new(None),
+            refused: RateLimiter::direct(Quota::per_minute(per_minute)),
+        }
+    }
 }
 
 /// The hold that lasts until `until`, if it has not ended.
@@ -48,6 +74,13 @@ impl ExchangeThrottle {
             retry_after_secs: 1,
         })
     }
+
+    /// Counts an exchange Discord refused; past the budget, holds every exchange until it
+    /// has room again and returns that hold.
+    pub fn refused(&self) -> Option<Held> {
+        let not_until = self.refused.check().err()?;
+        Some(self.hold(not_until.wait_time_from(DefaultClock::default().now())))
+    }
 }
 
 #[cfg(test)]
@@ -73,5 +106,18 @@ mod tests {
         );
         tokio::time::advance(Duration::from_millis(1_600)).await;
         assert_eq!(t.admit(), Ok(()));
+    }
+
+    #[test]
+    fn refused_codes_past_the_budget_hold_every_exchange() {
+        let t = ExchangeThrottle::default();
+        for _ in 0..REFUSED_PER_MINUTE {
+            assert_eq!(t.refused(), None);
+            assert_eq!(t.admit(), Ok(()));
+        }
+        let held = t.refused().expect("past the budget");
+        // The budget refills one refusal every 60 / 30 = 2 s.
+        assert!((1..=2).contains(&held.retry_after_secs), "{held:?}");
+        assert_eq!(t.admit(), Err(held));
     }
 }

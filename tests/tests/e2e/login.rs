@@ -3,7 +3,12 @@
 
 use pawtropolis_api::{
     ManualClock,
-    auth::{sessions::revoke_session, tokens::hash_token},
+    auth::{
+        discord::{DiscordLogin, LoginError},
+        sessions::revoke_session,
+        tokens::hash_token,
+    },
+    settings::LoginSettings,
 };
 use pawtropolis_tests::{
     Backend, GUILD_A, GUILD_B, TestApp, backends,
@@ -806,6 +811,79 @@ async fn a_rate_limited_token_exchange_holds_every_login() {
         assert_eq!(exchanges(), 1, "held: Discord is not asked again");
         l.app.finish().await;
     }
+}
+
+/// Anyone can call the callback with a state of their own in both the query and the cookie
+/// and a made-up code. Past 30 refused codes a minute every login waits (503, `Retry-After`)
+/// without asking Discord, so a flood of them cannot get the address the bot shares banned;
+/// a real login goes through once the budget has room again.
+#[tokio::test]
+async fn forged_callbacks_cannot_flood_discord_with_refused_codes() {
+    for backend in backends() {
+        let l = start(&backend).await;
+        let exchanges = || {
+            l.fake
+                .calls()
+                .iter()
+                .filter(|c| *c == "oauth token")
+                .count()
+        };
+        let client = no_redirects();
+        let forged = |n: usize| {
+            client
+                .get(format!(
+                    "{}/auth/callback?code=made-up-{n}&state=mine",
+                    l.app.base
+                ))
+                .header("cookie", "paw_oauth_state=mine")
+                .send()
+        };
+        for n in 0..30 {
+            assert_eq!(forged(n).await.unwrap().status(), 403, "forged code {n}");
+        }
+        assert_eq!(exchanges(), 30);
+        // The one past the budget was still asked (and refused); from then on, nobody is.
+        assert_eq!(forged(30).await.unwrap().status(), 403);
+        let resp = forged(31).await.unwrap();
+        assert_eq!(resp.status(), 503);
+        let wait: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&wait), "{wait}");
+        assert_eq!(callback(&l, MOD_A, "code-real").await.status(), 503);
+        assert_eq!(exchanges(), 31, "held: Discord is not asked");
+
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        log_in(&l, MOD_A, "code-real-2").await;
+        l.app.finish().await;
+    }
+}
+
+/// A refusal keeps Discord's status and reason, for the log line that tells an operator a
+/// used code (`invalid_grant`) from a wrong client secret (`invalid_client`).
+#[tokio::test]
+async fn a_refused_exchange_says_why() {
+    let fake = FakeDiscord::start().await;
+    let settings = LoginSettings {
+        client_id: "test-client".into(),
+        client_secret: "test-secret".into(),
+        public_url: "http://127.0.0.1:9".into(),
+        discord_api_base: fake.base.clone(),
+        owner_ids: vec![],
+        role_recheck_secs: 600,
+        idle_secs: 3_600,
+        absolute_secs: 86_400,
+    };
+    let err = DiscordLogin::new(&settings)
+        .exchange("made-up")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LoginError::Unauthorized(why) if why.starts_with("HTTP 400") && why.contains("invalid_grant")),
+        "{err}"
+    );
 }
 
 /// The login routes answer a method they do not have with 405 and the `Allow` header.
