@@ -255,6 +255,7 @@ pub fn app(api: &PawtropolisApi, dashboard: bool) -> impl Endpoint<Output = Resp
     route
         .with(request_log::RequestLog)
         .with(RequestId::default().reuse_id(ReuseId::Use))
+        .before(request_log::drop_unfit_request_id)
         .map_to_response()
 }
 

@@ -46,7 +46,8 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         let span = tracing::info_span!(
             "request",
             remote_addr = %remote_addr,
-            forwarded_for = %forwarded_for,
+            // Quoted: any client writes this one.
+            forwarded_for = ?forwarded_for,
             version = ?req.version(),
             method = %req.method(),
             uri = %loggable(req.original_uri()),
@@ -71,6 +72,28 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         .instrument(span)
         .await
     }
+}
+
+/// The header a client may send its own request id in (poem's `RequestId` reuses it).
+const REQUEST_ID: &str = "x-request-id";
+
+/// Drops a client's `X-Request-Id` unless it is a plain id (1 to 64 letters, digits, `-`, `_`,
+/// `.` or `:`), so that `RequestId` makes one instead. The id goes into every log line of the
+/// request, where a long value, or one with spaces or `=`, could pass for other fields.
+pub async fn drop_unfit_request_id(mut req: Request) -> Result<Request> {
+    let plain = |v: &[u8]| {
+        (1..=64).contains(&v.len())
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if req
+        .headers()
+        .get(REQUEST_ID)
+        .is_some_and(|v| !plain(v.as_bytes()))
+    {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    Ok(req)
 }
 
 /// The request target as logged: under `/auth/`, the path alone.
@@ -158,6 +181,42 @@ mod tests {
             "{log}"
         );
         assert!(log.contains("status=200"), "{log}");
-        assert!(log.contains("forwarded_for=203.0.113.9"), "{log}");
+        assert!(log.contains("forwarded_for=\"203.0.113.9\""), "{log}");
+    }
+
+    #[tokio::test]
+    async fn a_clients_request_id_is_kept_only_when_it_is_a_plain_id() {
+        use poem::middleware::{RequestId, ReuseId};
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app = Route::new()
+            .at("/api/logs", get(ok))
+            .with(RequestLog)
+            .with(RequestId::default().reuse_id(ReuseId::Use))
+            .before(drop_unfit_request_id);
+        let long = "a".repeat(65);
+        for id in ["req-42:x_y.z", "forged status=500", long.as_str()] {
+            let req = Request::builder()
+                .uri_str("/api/logs")
+                .header(REQUEST_ID, id)
+                .finish();
+            assert_eq!(app.get_response(req).await.status(), StatusCode::OK);
+        }
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("request_id=req-42:x_y.z"), "{log}");
+        assert!(!log.contains("forged") && !log.contains(&long), "{log}");
+        // The other two carry an id of the server's making instead.
+        let minted: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("req-42"))
+            .filter_map(|l| l.split("request_id=").nth(1)?.split(['}', ' ']).next())
+            .collect();
+        assert_eq!(minted.len(), 2, "{log}");
+        assert!(minted.iter().all(|id| id.len() == 36), "{log}");
     }
 }

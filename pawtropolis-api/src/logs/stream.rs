@@ -92,6 +92,13 @@ impl StreamLimits {
     }
 }
 
+impl StreamPermit {
+    /// Whose stream this is (a token's or user's subject).
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+}
+
 impl Drop for StreamPermit {
     fn drop(&mut self) {
         let mut per = self
@@ -384,8 +391,10 @@ impl StreamApi {
         };
         let guild = guild_id.into_string();
         let body = async_stream::stream! {
-            // Lives as long as the stream: a disconnect drops it and frees the place.
-            let _permit = permit;
+            // Lives as long as the stream: a disconnect drops it and frees the place. It also
+            // names the stream's principal in the log lines below, which run after the
+            // request's span has closed.
+            let permit = permit;
             let feed = state.feed.clone();
             // Subscribe first, then read the mark: every row is either at or below the mark
             // (in the database) or on the channel.
@@ -402,7 +411,7 @@ impl StreamApi {
                 Some(after) => match db::max_action_id(&state.db).await {
                     Ok(newest) => after > newest,
                     Err(e) => {
-                        tracing::warn!(error = %e, "stream could not check its Last-Event-ID; closing so the client retries");
+                        tracing::warn!(error = %e, guild_id = %guild, principal = permit.principal(), last_event_id = after, "stream could not check its Last-Event-ID; closing so the client retries");
                         return;
                     }
                 },
@@ -456,7 +465,7 @@ impl StreamApi {
                         match frame {
                             Ok(frame) => yield Ok(frame),
                             Err(e) => {
-                                tracing::warn!(error = %e, "stream catch-up failed; closing so the client retries");
+                                tracing::warn!(error = %e, guild_id = %guild, principal = permit.principal(), after, upto, "stream catch-up failed; closing so the client retries");
                                 return;
                             }
                         }
@@ -499,7 +508,7 @@ impl StreamApi {
                             Ok(Some(p)) if p.guilds.allows(&guild) => {}
                             Ok(_) => return,
                             // The verifier itself failed (database hiccup): keep the stream.
-                            Err(e) => tracing::warn!(error = %e, "could not re-check a stream's session"),
+                            Err(e) => tracing::warn!(error = %e, guild_id = %guild, principal = permit.principal(), "could not re-check a stream's session; it stays open"),
                         }
                         yield Ok(Bytes::from_static(b": heartbeat\n\n"));
                     }
