@@ -185,6 +185,17 @@ async fn finish_login(
     };
     let now = state.clock.now_s();
     let secret = create_session(&state.db, &user, &token, now).await?;
+    // The browser's earlier session, if it had one: its cookie is replaced below, and nobody
+    // else should go on using it.
+    if let Some(old) = super::request_cookie(req, SESSION_COOKIE) {
+        match revoke_session(&state.db, &old, now).await {
+            Ok(true) => state.ended.ended(&hash_token(&old)),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not end the browser's earlier dashboard session")
+            }
+        }
+    }
     // Housekeeping, not part of this login: a failure is logged and the login goes on.
     if let Err(e) = purge_ended_sessions(&state.db, &login.settings, now).await {
         tracing::warn!(error = %e, "could not delete ended dashboard sessions");

@@ -158,6 +158,16 @@ async fn log_in(l: &Login, user: &str, code: &str) -> String {
 /// Starts a login and comes back through the callback as Discord would for `user`; returns
 /// the callback's response.
 async fn callback(l: &Login, user: &str, code: &str) -> reqwest::Response {
+    callback_with_cookies(l, user, code, "").await
+}
+
+/// [`callback`] from a browser that also holds `cookies` (`name=value; …`).
+async fn callback_with_cookies(
+    l: &Login,
+    user: &str,
+    code: &str,
+    cookies: &str,
+) -> reqwest::Response {
     let client = no_redirects();
     let resp = client
         .get(format!("{}/auth/login", l.app.base))
@@ -197,7 +207,7 @@ async fn callback(l: &Login, user: &str, code: &str) -> reqwest::Response {
             "{}/auth/callback?code={code}&state={state}",
             l.app.base
         ))
-        .header("cookie", format!("paw_oauth_state={state}"))
+        .header("cookie", format!("paw_oauth_state={state}; {cookies}"))
         .send()
         .await
         .unwrap()
@@ -857,6 +867,45 @@ async fn forged_callbacks_cannot_flood_discord_with_refused_codes() {
 
         tokio::time::sleep(Duration::from_secs(wait)).await;
         log_in(&l, MOD_A, "code-real-2").await;
+        l.app.finish().await;
+    }
+}
+
+/// Signing in again from the same browser ends its earlier session (and that session's
+/// streams) rather than leaving it valid until it expires; another browser's session stays.
+#[tokio::test]
+async fn signing_in_again_ends_the_browsers_earlier_session() {
+    for backend in backends() {
+        let l = start_with_heartbeat(&backend, "60").await;
+        let first = log_in(&l, MOD_A, "code-1").await;
+        let elsewhere = log_in(&l, MOD_A, "code-2").await;
+        let mut stream = SseClient::connect_with(
+            &l.app.base,
+            &format!("/api/logs/stream?guild_id={GUILD_A}"),
+            &[("cookie", &format!("paw_session={first}"))],
+        )
+        .await;
+        assert_eq!(stream.status, 200);
+        stream
+            .next_block(Duration::from_secs(5))
+            .await
+            .expect("open");
+        let resp =
+            callback_with_cookies(&l, MOD_A, "code-3", &format!("paw_session={first}")).await;
+        assert_eq!(resp.status(), 302);
+        let (second, _) = cookie_value(&resp, "paw_session").expect("session cookie");
+        assert_ne!(second, first);
+        assert_eq!(me(&l, &first).await.0, 401, "the earlier session ended");
+        assert!(
+            stream.ended_within(Duration::from_secs(3)).await,
+            "its stream ended"
+        );
+        assert_eq!(me(&l, &second).await.0, 200);
+        assert_eq!(
+            me(&l, &elsewhere).await.0,
+            200,
+            "another browser's session stays"
+        );
         l.app.finish().await;
     }
 }
