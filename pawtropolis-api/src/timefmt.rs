@@ -20,18 +20,38 @@ pub fn sql_datetime(secs: i64) -> String {
         .to_string()
 }
 
-/// A time the bot stored as text (`datetime('now')`'s `2025-10-21 00:00:00`, UTC, perhaps with a
-/// fraction, or already RFC 3339) as the API's RFC 3339 UTC. Text in any other form is passed on
-/// as stored rather than dropped.
-pub fn stored_to_rfc3339(stored: &str) -> String {
-    let text = stored.trim();
-    let parsed = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .map(|t| t.and_utc())
-        .or_else(|_| DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)));
-    match parsed {
-        Ok(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        Err(_) => stored.to_owned(),
+/// Unix seconds of a time stored as text by the bot, by us or by other writers of the shared
+/// tables: SQLite's `datetime('now')` (`2025-10-21 00:00:00`, with or without a fraction),
+/// JavaScript's `toISOString()`, RFC 3339 with an offset, PostgreSQL's `now()::text` (`…+00`),
+/// or epoch seconds or milliseconds. `None` when it is none of these.
+pub fn parse_stored_time(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<i64>().ok()? {
+            // Beyond year 5138 in seconds: milliseconds, as `Date.now()` writes them.
+            n if n > 100_000_000_000 => Some(n / 1000),
+            n => Some(n),
+        };
     }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp());
+    }
+    for zoned in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(text, zoned) {
+            return Some(t.timestamp());
+        }
+    }
+    let naive = text.strip_suffix('Z').unwrap_or(text);
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(naive, f).ok())
+        .map(|t| t.and_utc().timestamp())
+}
+
+/// A time stored as text (see [`parse_stored_time`]) as the API's RFC 3339 UTC, to the second.
+/// Text in no known form is passed on as stored rather than dropped.
+pub fn stored_to_rfc3339(stored: &str) -> String {
+    parse_stored_time(stored).map_or_else(|| stored.to_owned(), rfc3339_utc)
 }
 
 /// A time parameter: whole Unix seconds and the nanoseconds past them (RFC 3339 allows a
@@ -87,18 +107,44 @@ mod tests {
             "2025-10-21T00:00:05Z"
         );
         assert_eq!(
-            stored_to_rfc3339(&sql_datetime(1_761_004_800)),
-            "2025-10-21T00:00:00Z"
-        );
-        assert_eq!(
             stored_to_rfc3339("2025-10-21 00:00:05.250"),
-            "2025-10-21T00:00:05.250Z"
+            "2025-10-21T00:00:05Z"
         );
         assert_eq!(
-            stored_to_rfc3339("2025-10-21T02:00:05+02:00"),
+            stored_to_rfc3339("2025-10-21 02:00:05+02"),
             "2025-10-21T00:00:05Z"
         );
         assert_eq!(stored_to_rfc3339("last tuesday"), "last tuesday");
+    }
+
+    #[test]
+    fn stored_time_round_trip() {
+        assert_eq!(
+            parse_stored_time(&sql_datetime(1_761_004_800)),
+            Some(1_761_004_800)
+        );
+        assert_eq!(parse_stored_time("garbage"), None);
+        assert_eq!(parse_stored_time(""), None);
+        assert_eq!(parse_stored_time("99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn reads_the_times_other_writers_store() {
+        let t = 1_761_004_800; // 2025-10-21 00:00:00 UTC
+        for text in [
+            "2025-10-21 00:00:00",
+            " 2025-10-21 00:00:00.5 ",
+            "2025-10-21T00:00:00.123Z",
+            "2025-10-21T00:00:00Z",
+            "2025-10-21T02:00:00+02:00",
+            "2025-10-21 00:00:00.123456+00",
+            "2025-10-21 02:00:00+02",
+            "2025-10-21T00:00:00",
+            "1761004800",
+            "1761004800123",
+        ] {
+            assert_eq!(parse_stored_time(text), Some(t), "{text}");
+        }
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 
 use super::{avatar, source::DiscordIdentity};
-use crate::{db, timefmt::sql_datetime};
+use crate::{
+    db,
+    timefmt::{parse_stored_time, sql_datetime},
+};
 
 /// A `user_cache` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,35 +29,6 @@ pub struct CachedIdentity {
     pub updated_at_s: i64,
 }
 
-/// Unix seconds of an `updated_at` as the writers of `user_cache` store it: ours and SQLite's
-/// `datetime('now')` (`2025-10-21 00:00:00`, with or without a fraction), JavaScript's
-/// `toISOString()`, RFC 3339 with an offset, PostgreSQL's `now()::text` (`…+00`), or epoch
-/// seconds or milliseconds. `i64::MIN` when unreadable, which the resolver treats as stale.
-fn parse_sql_datetime(text: &str) -> i64 {
-    let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return match text.parse::<i64>() {
-            // Beyond year 5138 in seconds: milliseconds, as `Date.now()` writes them.
-            Ok(n) if n > 100_000_000_000 => n / 1000,
-            Ok(n) => n,
-            Err(_) => i64::MIN,
-        };
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return t.timestamp();
-    }
-    for zoned in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
-        if let Ok(t) = chrono::DateTime::parse_from_str(text, zoned) {
-            return t.timestamp();
-        }
-    }
-    let naive = text.strip_suffix('Z').unwrap_or(text);
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| chrono::NaiveDateTime::parse_from_str(naive, f).ok())
-        .map_or(i64::MIN, |t| t.and_utc().timestamp())
-}
-
 fn from_row(row: &QueryResult) -> Result<CachedIdentity, DbErr> {
     let updated: String = row.try_get("", "updated_at")?;
     Ok(CachedIdentity {
@@ -64,7 +38,7 @@ fn from_row(row: &QueryResult) -> Result<CachedIdentity, DbErr> {
         display_name: row.try_get("", "display_name")?,
         avatar_hash: row.try_get("", "avatar_hash")?,
         avatar_url: row.try_get("", "avatar_url")?,
-        updated_at_s: parse_sql_datetime(&updated),
+        updated_at_s: parse_stored_time(&updated).unwrap_or(i64::MIN),
     })
 }
 
@@ -171,39 +145,4 @@ pub async fn upsert(
     )
     .await?;
     Ok(row)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn datetime_round_trip() {
-        assert_eq!(
-            parse_sql_datetime(&sql_datetime(1_761_004_800)),
-            1_761_004_800
-        );
-        assert_eq!(parse_sql_datetime("garbage"), i64::MIN);
-        assert_eq!(parse_sql_datetime(""), i64::MIN);
-        assert_eq!(parse_sql_datetime("99999999999999999999999"), i64::MIN);
-    }
-
-    #[test]
-    fn reads_the_times_other_writers_store() {
-        let t = 1_761_004_800; // 2025-10-21 00:00:00 UTC
-        for text in [
-            "2025-10-21 00:00:00",
-            " 2025-10-21 00:00:00.5 ",
-            "2025-10-21T00:00:00.123Z",
-            "2025-10-21T00:00:00Z",
-            "2025-10-21T02:00:00+02:00",
-            "2025-10-21 00:00:00.123456+00",
-            "2025-10-21 02:00:00+02",
-            "2025-10-21T00:00:00",
-            "1761004800",
-            "1761004800123",
-        ] {
-            assert_eq!(parse_sql_datetime(text), t, "{text}");
-        }
-    }
 }
