@@ -72,6 +72,29 @@ struct State {
     codes: Mutex<HashMap<String, String>>,
     /// Who Discord's consent page signs in, when a browser is sent there.
     consenting_user: Mutex<Option<String>>,
+    /// Token exchanges being answered now, and the most there ever were at once.
+    exchanges_now: std::sync::atomic::AtomicUsize,
+    exchanges_most: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a token exchange as under way while it lives.
+struct Exchanging<'a>(&'a State);
+
+impl<'a> Exchanging<'a> {
+    fn start(state: &'a State) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = state.exchanges_now.fetch_add(1, SeqCst) + 1;
+        state.exchanges_most.fetch_max(now, SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for Exchanging<'_> {
+    fn drop(&mut self) {
+        self.0
+            .exchanges_now
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The running fake.
@@ -203,6 +226,7 @@ fn bearer_user(req: &poem::Request, state: &State) -> Option<String> {
 #[handler]
 async fn oauth_token(body: String, state: Data<&Arc<State>>) -> Response {
     state.calls.lock().unwrap().push("oauth token".into());
+    let _exchanging = Exchanging::start(&state);
     // Only trouble set for this route itself (the default trouble is for lookups).
     let own = state.trouble.lock().unwrap().contains_key(OAUTH_TOKEN);
     if own && let Some(resp) = trouble(&state, OAUTH_TOKEN).await {
@@ -387,6 +411,13 @@ impl FakeDiscord {
     /// as a user's own trouble).
     pub fn set_default_trouble(&self, trouble: Trouble) {
         *self.state.default_trouble.lock().unwrap() = Some(trouble);
+    }
+
+    /// The most OAuth2 token exchanges the fake was answering at one time.
+    pub fn most_exchanges_at_once(&self) -> usize {
+        self.state
+            .exchanges_most
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every call so far (`member G U` or `user U`).

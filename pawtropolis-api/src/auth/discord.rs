@@ -11,9 +11,15 @@ use crate::{db, identity::avatar, settings::LoginSettings};
 /// Why a call to Discord failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    /// Discord refused the code or token (its status and, shortened, its explanation).
-    #[error("Discord refused the authorization: {0}")]
-    Unauthorized(String),
+    /// Discord refused the code or token.
+    #[error("Discord refused the authorization: HTTP {status} {reason}")]
+    Unauthorized {
+        /// 400 (a used or made-up code: `invalid_grant`), 401 (a wrong client secret or
+        /// token) or 403.
+        status: u16,
+        /// Discord's explanation, shortened to a line.
+        reason: String,
+    },
     /// Discord failed or could not be reached.
     #[error("Discord could not be reached: {0}")]
     Unavailable(String),
@@ -94,10 +100,10 @@ impl DiscordLogin {
             200..=299 => Ok(resp),
             // Kept for the log: `invalid_grant` (a used or forged code) reads differently from
             // `invalid_client` (a wrong client secret) or a redirect URI Discord does not know.
-            s @ (400 | 401 | 403) => Err(LoginError::Unauthorized(format!(
-                "HTTP {s} {}",
-                short_body(resp).await
-            ))),
+            status @ (400 | 401 | 403) => Err(LoginError::Unauthorized {
+                status,
+                reason: short_body(resp).await,
+            }),
             s => Err(LoginError::Unavailable(format!("HTTP {s}"))),
         }
     }
@@ -193,9 +199,11 @@ impl DiscordLogin {
 
 /// The start of an error reply's body, on one line, for the log (Discord answers with a short
 /// JSON object; anything longer is cut).
-async fn short_body(resp: reqwest::Response) -> String {
+async fn short_body(mut resp: reqwest::Response) -> String {
     const MAX: usize = 200;
-    let text = resp.text().await.unwrap_or_default();
+    // The first chunk is plenty; a longer body is not read to its end.
+    let first = resp.chunk().await.ok().flatten().unwrap_or_default();
+    let text = String::from_utf8_lossy(&first[..first.len().min(4 * MAX)]);
     let mut line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.len() > MAX {
         let cut = (0..=MAX)

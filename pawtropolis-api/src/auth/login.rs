@@ -37,7 +37,7 @@ pub(crate) struct Login {
     pub settings: LoginSettings,
     pub discord: DiscordLogin,
     pub store: SessionStore,
-    /// Discord's hold on calls to its token endpoint.
+    /// Turns, holds and the refusal budget of calls to Discord's token endpoint.
     pub exchanges: ExchangeThrottle,
 }
 
@@ -123,7 +123,7 @@ async fn finish_login(
         .filter(|c| !c.is_empty() && c.len() < 512)
         .ok_or_else(|| ApiError::invalid("code is required"))?;
     let unavailable = |e: super::discord::LoginError| match e {
-        super::discord::LoginError::Unauthorized(_) => {
+        super::discord::LoginError::Unauthorized { .. } => {
             ApiError::Forbidden("Discord refused the login".into())
         }
         // The detail (addresses, database errors) is for the log, not the browser.
@@ -136,32 +136,41 @@ async fn finish_login(
             }
         }
     };
-    let held = |h: Held| ApiError::Unavailable {
+    let held = |h: Held| {
+        ApiError::Unavailable {
         retry_after_secs: h.retry_after_secs,
-        message: "Discord is rate limiting logins; try again shortly".into(),
+        message: "logins are paused for a moment (Discord is rate limiting them, or too many are under way); try again shortly".into(),
+    }
     };
-    login.exchanges.admit().map_err(held)?;
-    let token = match login.discord.exchange(&code).await {
-        Err(super::discord::LoginError::RateLimited(wait)) => {
-            tracing::warn!(
-                wait_ms = wait.as_millis() as u64,
-                "Discord rate limited the token exchange; logins wait"
-            );
-            return Err(held(login.exchanges.hold(wait)));
-        }
-        Err(e @ super::discord::LoginError::Unauthorized(_)) => {
-            // A code used twice or made up, or (every time) a wrong client secret or redirect URI.
-            tracing::warn!(error = %e, "Discord refused a login's code");
-            if let Some(h) = login.exchanges.refused() {
+    let token = {
+        let _turn = login.exchanges.turn().await.map_err(held)?;
+        // Checked with the turn in hand: a hold may have begun while it waited.
+        login.exchanges.admit().map_err(held)?;
+        match login.discord.exchange(&code).await {
+            Err(super::discord::LoginError::RateLimited(wait)) => {
                 tracing::warn!(
-                    retry_after_secs = h.retry_after_secs,
-                    "more than {} refused codes a minute: logins wait, so that Discord does not ban this address",
-                    super::throttle::REFUSED_PER_MINUTE
+                    wait_ms = wait.as_millis() as u64,
+                    "Discord rate limited the token exchange; logins wait"
                 );
+                return Err(held(login.exchanges.hold(wait)));
             }
-            return Err(unavailable(e));
+            Err(e @ super::discord::LoginError::Unauthorized { status, .. }) => {
+                // 400: a code used twice or made up. 401 or 403, on every login: a wrong
+                // client secret, which Discord counts against this address.
+                tracing::warn!(error = %e, "Discord refused a login's code");
+                if status != 400
+                    && let Some(h) = login.exchanges.refused()
+                {
+                    tracing::warn!(
+                        retry_after_secs = h.retry_after_secs,
+                        "more than {} logins a minute refused with 401 or 403: logins wait, so that Discord does not ban this address",
+                        super::throttle::REFUSED_PER_MINUTE
+                    );
+                }
+                return Err(unavailable(e));
+            }
+            other => other.map_err(unavailable)?,
         }
-        other => other.map_err(unavailable)?,
     };
     let me = login.discord.me(&token).await.map_err(unavailable)?;
     let access = guild_access(

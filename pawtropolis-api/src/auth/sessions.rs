@@ -248,7 +248,7 @@ impl SessionStore {
                     .await?;
                 }
                 // Discord no longer accepts the user's grant: the session is over.
-                Err(e @ LoginError::Unauthorized(_)) => {
+                Err(e @ LoginError::Unauthorized { .. }) => {
                     tracing::info!(error = %e, user_id = %row.user.user_id, "the role re-check was refused: the dashboard session ends");
                     db::execute(
                         &self.db,

@@ -1,16 +1,16 @@
-//! Discord's hold on the login's calls to its OAuth2 token endpoint.
+//! How the login calls Discord's OAuth2 token endpoint without getting the address banned.
 //!
-//! Discord asks clients to wait out a 429's `retry_after` before calling again, and bans for
-//! a while an address that keeps sending it requests answered 401, 403 or 429; the bot's own
-//! calls come from the same address. So after a 429 from the token endpoint no login asks
-//! again until the wait is over: the callbacks in between are answered 503 at once.
-//!
-//! Anyone can call `/auth/callback` with a state of their own in both the query and the
-//! cookie and a made-up code, and each such call would have the server send Discord a code it
-//! refuses. So refused codes are budgeted too ([`REFUSED_PER_MINUTE`] for the whole process):
-//! past the budget every login waits as after a 429, until it refills. A flood of forged
-//! callbacks then delays logins for as long as it lasts, but cannot make Discord ban the
-//! address the bot shares.
+//! Discord bans for a while an address that sends it too many requests answered 401, 403 or
+//! 429, and the bot's own calls come from the same address. Three guards:
+//! - after a 429 no login asks again until its `retry_after` is over: the callbacks in between
+//!   are answered 503 at once;
+//! - at most [`IN_FLIGHT`] exchanges run at once (a callback waits up to [`SLOT_WAIT`] for a
+//!   turn), so that a burst of callbacks (anyone can send one, with a state of their own in
+//!   both the query and the cookie and a made-up code) cannot put hundreds of requests before
+//!   Discord at the moment it starts answering 429;
+//! - past [`REFUSED_PER_MINUTE`] exchanges answered 401 or 403 (a wrong client secret refuses
+//!   every login) logins wait as after a 429, until the budget refills. A made-up or used code
+//!   is answered 400 (`invalid_grant`), which Discord does not count, and neither does this.
 
 use std::{num::NonZeroU32, sync::Mutex, time::Duration};
 
@@ -18,14 +18,23 @@ use governor::{
     DefaultDirectRateLimiter, Quota, RateLimiter,
     clock::{Clock as _, DefaultClock},
 };
-use tokio::time::Instant;
+use tokio::{
+    sync::{Semaphore, SemaphorePermit},
+    time::Instant,
+};
 
-/// Code exchanges Discord may refuse per minute, for the whole process, before logins wait.
-/// A person mistyping nothing never meets it (a code is refused when it was used or made
-/// up); Discord's own threshold for banning an address is far higher.
+/// Exchanges Discord may answer 401 or 403 per minute, for the whole process, before logins
+/// wait. Far below Discord's threshold for banning an address.
 pub const REFUSED_PER_MINUTE: u32 = 30;
 
-/// Discord's rate limit holds the token exchanges for this many more seconds (at least 1).
+/// Token exchanges running at once, for the whole process.
+pub const IN_FLIGHT: usize = 4;
+
+/// Longest a callback waits for its turn to exchange its code before it is answered 503.
+pub const SLOT_WAIT: Duration = Duration::from_secs(5);
+
+/// The token exchanges are held (Discord's rate limit, refusals past the budget, or every
+/// turn taken) for this many more seconds (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
     /// Seconds until the hold is over, rounded up.
@@ -36,6 +45,7 @@ pub struct Held {
 pub struct ExchangeThrottle {
     held_until: Mutex<Option<Instant>>,
     refused: DefaultDirectRateLimiter,
+    turns: Semaphore,
 }
 
 impl Default for ExchangeThrottle {
@@ -44,6 +54,7 @@ impl Default for ExchangeThrottle {
         Self {
             held_until: Mutex::new(None),
             refused: RateLimiter::direct(Quota::per_minute(per_minute)),
+            turns: Semaphore::new(IN_FLIGHT),
         }
     }
 }
@@ -75,8 +86,19 @@ impl ExchangeThrottle {
         })
     }
 
-    /// Counts an exchange Discord refused; past the budget, holds every exchange until it
-    /// has room again and returns that hold.
+    /// A turn to exchange a code, waited for up to [`SLOT_WAIT`]; held while it is kept.
+    pub async fn turn(&self) -> Result<SemaphorePermit<'_>, Held> {
+        match tokio::time::timeout(SLOT_WAIT, self.turns.acquire()).await {
+            Ok(Ok(turn)) => Ok(turn),
+            // Timed out (or closed, which this semaphore never is).
+            _ => Err(Held {
+                retry_after_secs: 1,
+            }),
+        }
+    }
+
+    /// Counts an exchange Discord answered 401 or 403; past the budget, holds every exchange
+    /// until it has room again and returns that hold.
     pub fn refused(&self) -> Option<Held> {
         let not_until = self.refused.check().err()?;
         Some(self.hold(not_until.wait_time_from(DefaultClock::default().now())))
