@@ -22,8 +22,8 @@ pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_parameter` (400), `unauthorized` (401),
     /// `forbidden` (403), `bad_origin` (403, a request from another site), `not_found` (404),
     /// `method_not_allowed` (405), `payload_too_large` (413), `unsupported_media_type` (415),
-    /// `rate_limited` (429), `unavailable` (503), `internal` (other 5xx); `error` for any other
-    /// status.
+    /// `rate_limited` (429), `unavailable` (503, the server cannot take the request now: retry
+    /// after `Retry-After`), `internal` (any other 5xx); `error` for any other status.
     pub code: String,
     /// Explanation for people; names the offending parameter or field where there is one.
     pub message: String,
@@ -262,6 +262,7 @@ pub(crate) async fn render_error(err: poem::Error) -> Response {
         StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         s if s.is_server_error() => "internal",
         _ => "error",
     };
@@ -270,6 +271,9 @@ pub(crate) async fn render_error(err: poem::Error) -> Response {
     } else if status == StatusCode::UNAUTHORIZED {
         "authentication required: send `Authorization: Bearer <token>` or a session cookie"
             .to_owned()
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(error = %err, "request refused: unavailable");
+        "the server cannot take this request now; try again shortly".to_owned()
     } else if status.is_server_error() {
         tracing::error!(error = %err, "request failed");
         "internal server error".to_owned()

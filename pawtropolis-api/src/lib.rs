@@ -230,10 +230,12 @@ impl PawtropolisApiBuilder {
         self
     }
 
-    /// A verifier of the host's own, asked before the built-in ones (or the
+    /// A verifier of the host's own, asked after the built-in ones (or the
     /// [`session_verifier`](Self::session_verifier)), which stay in place: API tokens, whose
-    /// revocations take effect at once, and dashboard sessions. The first verifier that
-    /// recognises a credential decides. Call it again to add more, asked in order.
+    /// revocations take effect at once, and dashboard sessions. Those pass over credentials
+    /// that are not theirs by shape alone, so yours only sees the rest. The first verifier
+    /// that recognises a credential decides, and an `Err` from any ends the request (500).
+    /// Call it again to add more, asked in order.
     pub fn extra_verifier(mut self, verifier: Arc<dyn SessionVerifier>) -> Self {
         self.extra_verifiers.push(verifier);
         self
@@ -298,9 +300,9 @@ impl PawtropolisApiBuilder {
         } else {
             let extras = self.extra_verifiers.into_iter();
             Arc::new(
-                extras
-                    .fold(auth::VerifierChain::new(), |chain, v| chain.with(v))
-                    .with(verifier),
+                extras.fold(auth::VerifierChain::new().with(verifier), |chain, v| {
+                    chain.with(v)
+                }),
             )
         };
         let source = self.identity_source.or_else(|| {

@@ -216,7 +216,7 @@ fn replay(
                 from = row.try_get("", "id")?;
                 match LogItem::from_row(row) {
                     Ok(item) => yield frame_of(&item),
-                    Err(e) => tracing::warn!(error = %e, id = from, "replay skips an action_log row it cannot read"),
+                    Err(e) => tracing::warn!(error = %e, id = from, guild_id = %guild, "replay skips an action_log row it cannot read"),
                 }
             }
             if fetched < REPLAY_PAGE {
