@@ -133,6 +133,17 @@ mod tests {
         }
     }
 
+    /// Log lines of this thread go to the returned buffer while the guard lives.
+    fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
     #[handler]
     fn ok() -> &'static str {
         "ok"
@@ -140,13 +151,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_login_callbacks_code_and_state_stay_out_of_the_log() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (captured, _default) = capture_logs();
         let app = Route::new()
             .at("/auth/callback", get(ok))
             .at("/api/logs", get(ok))
@@ -187,13 +192,7 @@ mod tests {
     #[tokio::test]
     async fn a_clients_request_id_is_kept_only_when_it_is_a_plain_id() {
         use poem::middleware::{RequestId, ReuseId};
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (captured, _default) = capture_logs();
         let app = Route::new()
             .at("/api/logs", get(ok))
             .with(RequestLog)

@@ -53,6 +53,25 @@ fn bot_cache() -> Arc<Cache> {
     cache
 }
 
+/// Serves `app` as a host would, on a random port: its base URL and the server's task.
+async fn serve(app: Route) -> (String, tokio::task::JoinHandle<Option<()>>) {
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let base = format!(
+        "http://{}",
+        acceptor.local_addr()[0].as_socket_addr().unwrap()
+    );
+    let server = tokio::spawn(async move {
+        poem::Server::new_with_acceptor(acceptor)
+            .run(app)
+            .await
+            .ok()
+    });
+    (base, server)
+}
+
 #[tokio::test]
 async fn a_bot_embeds_the_api_with_its_http_and_cache() {
     for backend in backends() {
@@ -88,21 +107,11 @@ async fn a_bot_embeds_the_api_with_its_http_and_cache() {
         )
         .await
         .unwrap();
-        let app = register_api_routes(Route::new().at("/host", get(host_route)), &api);
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let base = format!(
-            "http://{}",
-            acceptor.local_addr()[0].as_socket_addr().unwrap()
-        );
-        let server = tokio::spawn(async move {
-            poem::Server::new_with_acceptor(acceptor)
-                .run(app)
-                .await
-                .ok()
-        });
+        let (base, server) = serve(register_api_routes(
+            Route::new().at("/host", get(host_route)),
+            &api,
+        ))
+        .await;
 
         let (_, secret) =
             pawtropolis_api::auth::tokens::create(&tdb.db, "bot", &[GUILD_A.to_owned()], 0)
@@ -230,21 +239,7 @@ async fn a_host_adds_its_own_verifier_beside_the_built_in_ones() {
         let api = pawtropolis_embedded_example::build_api(tdb.db.clone(), ADMIN.into())
             .await
             .unwrap();
-        let app = pawtropolis_embedded_example::app(&api);
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .unwrap();
-        let base = format!(
-            "http://{}",
-            acceptor.local_addr()[0].as_socket_addr().unwrap()
-        );
-        let server = tokio::spawn(async move {
-            poem::Server::new_with_acceptor(acceptor)
-                .run(app)
-                .await
-                .ok()
-        });
+        let (base, server) = serve(pawtropolis_embedded_example::app(&api)).await;
         let client = reqwest::Client::new();
         let logs = |guild: &str, bearer: &str| {
             client

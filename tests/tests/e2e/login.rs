@@ -120,6 +120,15 @@ async fn start_with_heartbeat(backend: &Backend, heartbeat_secs: &str) -> Login 
     }
 }
 
+/// Calls the fake Discord's token endpoint has had.
+fn token_exchanges(l: &Login) -> usize {
+    l.fake
+        .calls()
+        .iter()
+        .filter(|c| *c == "oauth token")
+        .count()
+}
+
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -798,13 +807,6 @@ async fn ended_sessions_are_deleted_with_their_discord_tokens() {
 async fn a_rate_limited_token_exchange_holds_every_login() {
     for backend in backends() {
         let l = start(&backend).await;
-        let exchanges = || {
-            l.fake
-                .calls()
-                .iter()
-                .filter(|c| *c == "oauth token")
-                .count()
-        };
         l.fake
             .set_trouble(OAUTH_TOKEN, Trouble::RateLimitedTimes(30.0, 1));
         let resp = callback(&l, MOD_A, "code-1").await;
@@ -818,7 +820,7 @@ async fn a_rate_limited_token_exchange_holds_every_login() {
         let resp = callback(&l, ADMIN_A, "code-2").await;
         assert_eq!(resp.status(), 503);
         assert!(resp.headers().contains_key("retry-after"));
-        assert_eq!(exchanges(), 1, "held: Discord is not asked again");
+        assert_eq!(token_exchanges(&l), 1, "held: Discord is not asked again");
         l.app.finish().await;
     }
 }
@@ -866,13 +868,6 @@ async fn forged_callbacks_reach_discord_a_few_at_a_time() {
 async fn refusals_discord_counts_stop_the_exchanges() {
     for backend in backends() {
         let l = start(&backend).await;
-        let exchanges = || {
-            l.fake
-                .calls()
-                .iter()
-                .filter(|c| *c == "oauth token")
-                .count()
-        };
         l.fake.set_trouble(OAUTH_TOKEN, Trouble::Status(401));
         let started = std::time::Instant::now();
         let mut held = None;
@@ -890,7 +885,7 @@ async fn refusals_discord_counts_stop_the_exchanges() {
         assert!((1..=2).contains(&wait), "{wait}");
         // 30, and one more for each refill of the budget (one every 2 s) while the test ran.
         let refills = started.elapsed().as_secs() as usize / 2 + 1;
-        let asked = exchanges();
+        let asked = token_exchanges(&l);
         assert!(asked > 30 && asked <= 30 + refills, "{asked} exchanges");
         l.app.finish().await;
     }
