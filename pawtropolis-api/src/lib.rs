@@ -232,9 +232,10 @@ impl PawtropolisApiBuilder {
 
     /// A verifier of the host's own, asked after the built-in ones (or the
     /// [`session_verifier`](Self::session_verifier)), which stay in place: API tokens, whose
-    /// revocations take effect at once, and dashboard sessions. Those pass over credentials
-    /// that are not theirs by shape alone, so yours only sees the rest. The first verifier
-    /// that recognises a credential decides, and an `Err` from any ends the request (500).
+    /// revocations take effect at once, and dashboard sessions. Yours sees what they do not
+    /// recognise: they pass over a credential not shaped like theirs without asking the
+    /// database, and look up the rest. The first verifier that recognises a credential
+    /// decides, and an `Err` from any (a database failure, say) ends the request (500).
     /// Call it again to add more, asked in order.
     pub fn extra_verifier(mut self, verifier: Arc<dyn SessionVerifier>) -> Self {
         self.extra_verifiers.push(verifier);

@@ -237,9 +237,15 @@ async fn oauth_token(body: String, state: Data<&Arc<State>>) -> Response {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.replace("%2F", "/").replace("%3A", ":")))
         .collect();
-    let ok = form.get("grant_type").map(String::as_str) == Some("authorization_code")
-        && form.get("client_id").map(String::as_str) == Some("test-client")
+    // As Discord answers: the client's credentials first (401), then the grant (400).
+    let client = form.get("client_id").map(String::as_str) == Some("test-client")
         && form.get("client_secret").map(String::as_str) == Some("test-secret");
+    if !client {
+        return poem::web::Json(json!({"error": "invalid_client"}))
+            .with_status(StatusCode::UNAUTHORIZED)
+            .into_response();
+    }
+    let ok = form.get("grant_type").map(String::as_str) == Some("authorization_code");
     match (
         ok,
         form.get("code")

@@ -142,6 +142,8 @@ async fn finish_login(
         message: "logins are paused for a moment (Discord is rate limiting them, or too many are under way); try again shortly".into(),
     }
     };
+    // Not waiting for a turn only to learn of a hold then.
+    login.exchanges.admit().map_err(held)?;
     let token = {
         let _turn = login.exchanges.turn().await.map_err(held)?;
         // Checked with the turn in hand: a hold may have begun while it waited.
@@ -155,15 +157,15 @@ async fn finish_login(
                 return Err(held(login.exchanges.hold(wait)));
             }
             Err(e @ super::discord::LoginError::Unauthorized { status, .. }) => {
-                // 400: a code used twice or made up. 401 or 403, on every login: a wrong
-                // client secret, which Discord counts against this address.
+                // 400: a code used twice or made up. 401, on every login: a wrong client
+                // secret. Discord counts 401 and 403 against this address.
                 tracing::warn!(error = %e, "Discord refused a login's code");
                 if status != 400
                     && let Some(h) = login.exchanges.refused()
                 {
                     tracing::warn!(
                         retry_after_secs = h.retry_after_secs,
-                        "more than {} logins a minute refused with 401 or 403: logins wait, so that Discord does not ban this address",
+                        "{} logins refused with 401 or 403 within a minute: logins wait, so that Discord does not ban this address",
                         super::throttle::REFUSED_PER_MINUTE
                     );
                 }

@@ -8,15 +8,19 @@
 //!   turn), so that a burst of callbacks (anyone can send one, with a state of their own in
 //!   both the query and the cookie and a made-up code) cannot put hundreds of requests before
 //!   Discord at the moment it starts answering 429;
-//! - past [`REFUSED_PER_MINUTE`] exchanges answered 401 or 403 (a wrong client secret refuses
-//!   every login) logins wait as after a 429, until the budget refills. A made-up or used code
-//!   is answered 400 (`invalid_grant`), which Discord does not count, and neither does this.
+//! - exchanges answered 401 (a wrong client secret refuses every login) or 403 are budgeted: a
+//!   burst of [`REFUSED_PER_MINUTE`], then one every 2 s (logins wait in between, as after a
+//!   429; up to [`IN_FLIGHT`]` - 1` more may already be under way when the budget runs out).
+//!   A made-up or used code is answered 400 (`invalid_grant`), which Discord does not count,
+//!   and neither does this.
 
 use std::{num::NonZeroU32, sync::Mutex, time::Duration};
 
 use governor::{
-    DefaultDirectRateLimiter, Quota, RateLimiter,
+    Quota, RateLimiter,
     clock::{Clock as _, DefaultClock},
+    middleware::StateInformationMiddleware,
+    state::{InMemoryState, NotKeyed},
 };
 use tokio::{
     sync::{Semaphore, SemaphorePermit},
@@ -44,7 +48,7 @@ pub struct Held {
 /// When the token exchanges may go on.
 pub struct ExchangeThrottle {
     held_until: Mutex<Option<Instant>>,
-    refused: DefaultDirectRateLimiter,
+    refused: RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>,
     turns: Semaphore,
 }
 
@@ -53,7 +57,8 @@ impl Default for ExchangeThrottle {
         let per_minute = NonZeroU32::new(REFUSED_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         Self {
             held_until: Mutex::new(None),
-            refused: RateLimiter::direct(Quota::per_minute(per_minute)),
+            refused: RateLimiter::direct(Quota::per_minute(per_minute))
+                .with_middleware::<StateInformationMiddleware>(),
             turns: Semaphore::new(IN_FLIGHT),
         }
     }
@@ -92,16 +97,23 @@ impl ExchangeThrottle {
             Ok(Ok(turn)) => Ok(turn),
             // Timed out (or closed, which this semaphore never is).
             _ => Err(Held {
-                retry_after_secs: 1,
+                retry_after_secs: SLOT_WAIT.as_secs(),
             }),
         }
     }
 
-    /// Counts an exchange Discord answered 401 or 403; past the budget, holds every exchange
-    /// until it has room again and returns that hold.
+    /// Counts an exchange Discord answered 401 or 403; when that leaves the budget empty,
+    /// holds every exchange until it has room again and returns that hold.
     pub fn refused(&self) -> Option<Held> {
-        let not_until = self.refused.check().err()?;
-        Some(self.hold(not_until.wait_time_from(DefaultClock::default().now())))
+        match self.refused.check() {
+            Ok(left) if left.remaining_burst_capacity() > 0 => None,
+            // Emptied now: the next room comes within one refill interval.
+            Ok(_) => Some(self.hold(Duration::from_secs(60) / REFUSED_PER_MINUTE.max(1))),
+            // Already empty (exchanges that were under way when it emptied).
+            Err(not_until) => {
+                Some(self.hold(not_until.wait_time_from(DefaultClock::default().now())))
+            }
+        }
     }
 }
 
@@ -131,13 +143,13 @@ mod tests {
     }
 
     #[test]
-    fn refused_codes_past_the_budget_hold_every_exchange() {
+    fn the_refusal_that_empties_the_budget_holds_every_exchange() {
         let t = ExchangeThrottle::default();
-        for _ in 0..REFUSED_PER_MINUTE {
+        for _ in 1..REFUSED_PER_MINUTE {
             assert_eq!(t.refused(), None);
             assert_eq!(t.admit(), Ok(()));
         }
-        let held = t.refused().expect("past the budget");
+        let held = t.refused().expect("the budget is empty");
         // The budget refills one refusal every 60 / 30 = 2 s.
         assert!((1..=2).contains(&held.retry_after_secs), "{held:?}");
         assert_eq!(t.admit(), Err(held));
