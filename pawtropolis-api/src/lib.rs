@@ -299,11 +299,11 @@ impl PawtropolisApiBuilder {
         let verifier: Arc<dyn SessionVerifier> = if self.extra_verifiers.is_empty() {
             verifier
         } else {
-            let extras = self.extra_verifiers.into_iter();
+            let chain = auth::VerifierChain::new().with(verifier);
             Arc::new(
-                extras.fold(auth::VerifierChain::new().with(verifier), |chain, v| {
-                    chain.with(v)
-                }),
+                self.extra_verifiers
+                    .into_iter()
+                    .fold(chain, auth::VerifierChain::with),
             )
         };
         let source = self.identity_source.or_else(|| {

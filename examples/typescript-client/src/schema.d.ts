@@ -270,7 +270,8 @@ export interface components {
              *     `forbidden` (403), `bad_origin` (403, a request from another site), `not_found` (404),
              *     `method_not_allowed` (405), `payload_too_large` (413), `unsupported_media_type` (415),
              *     `rate_limited` (429), `unavailable` (503, the server cannot take the request now: retry
-             *     later, after `Retry-After` when it is given), `internal` (any other 5xx); `error` for any other status.
+             *     later, after `Retry-After` when it is given), `internal` (any other 5xx); `error` for
+             *     any other status.
              */
             code: string;
             /** @description Explanation for people; names the offending parameter or field where there is one. */

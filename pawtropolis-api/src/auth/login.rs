@@ -29,6 +29,9 @@ use crate::{
 /// Cookie binding a login attempt to the browser that started it.
 const STATE_COOKIE: &str = "paw_oauth_state";
 
+/// The 503 of a callback while the token exchanges are held (see [`super::throttle`]).
+const LOGINS_HELD: &str = "logins are paused for a moment (Discord is rate limiting them, or too many are under way); try again shortly";
+
 /// Seconds a login attempt may take.
 const STATE_MAX_AGE: i64 = 600;
 
@@ -136,11 +139,9 @@ async fn finish_login(
             }
         }
     };
-    let held = |h: Held| {
-        ApiError::Unavailable {
+    let held = |h: Held| ApiError::Unavailable {
         retry_after_secs: h.retry_after_secs,
-        message: "logins are paused for a moment (Discord is rate limiting them, or too many are under way); try again shortly".into(),
-    }
+        message: LOGINS_HELD.into(),
     };
     // Not waiting for a turn only to learn of a hold then.
     login.exchanges.admit().map_err(held)?;
@@ -198,14 +199,8 @@ async fn finish_login(
     let secret = create_session(&state.db, &user, &token, now).await?;
     // The browser's earlier session, if it had one: its cookie is replaced below, and nobody
     // else should go on using it.
-    if let Some(old) = super::request_cookie(req, SESSION_COOKIE) {
-        match revoke_session(&state.db, &old, now).await {
-            Ok(true) => state.ended.ended(&hash_token(&old)),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "could not end the browser's earlier dashboard session")
-            }
-        }
+    if let Err(e) = end_browser_session(state, req, now).await {
+        tracing::warn!(error = %e, "could not end the browser's earlier dashboard session");
     }
     // Housekeeping, not part of this login: a failure is logged and the login goes on.
     if let Err(e) = purge_ended_sessions(&state.db, &login.settings, now).await {
@@ -241,13 +236,7 @@ async fn end_session(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
     let result = async {
         let login = login_of(&state)?;
         check_origin(&state, req)?;
-        if let Some(c) = super::request_cookie(req, SESSION_COOKIE)
-            // Nothing was live (an old or made-up cookie): there is no stream to end, and
-            // marking it ended would let anyone fill that map.
-            && revoke_session(&state.db, &c, state.clock.now_s()).await?
-        {
-            state.ended.ended(&hash_token(&c));
-        }
+        end_browser_session(&state, req, state.clock.now_s()).await?;
         Ok::<_, ApiError>(
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
@@ -260,6 +249,22 @@ async fn end_session(req: &Request, state: Data<&Arc<ApiState>>) -> Response {
     }
     .await;
     result.unwrap_or_else(fail)
+}
+
+/// Revokes the session of the cookie the browser sent, if it was live, and ends its streams.
+async fn end_browser_session(
+    state: &ApiState,
+    req: &Request,
+    now: i64,
+) -> Result<(), sea_orm::DbErr> {
+    if let Some(c) = super::request_cookie(req, SESSION_COOKIE)
+        // Nothing was live (an old or made-up cookie): there is no stream to end, and marking
+        // it ended would let anyone fill that map.
+        && revoke_session(&state.db, &c, now).await?
+    {
+        state.ended.ended(&hash_token(&c));
+    }
+    Ok(())
 }
 
 /// `GET /auth/me`.
