@@ -13,7 +13,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use pawtropolis_server::config::{Cli, Settings};
 use poem::listener::Acceptor;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
@@ -51,6 +51,22 @@ pub fn backends() -> Vec<Backend> {
         v.push(Backend::Postgres(url));
     }
     v
+}
+
+/// PostgreSQL, for tests of what only it does. Without `PAWTROPOLIS_TEST_POSTGRES_URL` such a
+/// test is skipped, with a line on stderr, except under CI (`CI` set), which must run it.
+pub fn postgres() -> Option<Backend> {
+    let pg = backends()
+        .into_iter()
+        .find(|b| matches!(b, Backend::Postgres(_)));
+    if pg.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL tests: set PAWTROPOLIS_TEST_POSTGRES_URL"
+        );
+        eprintln!("skipped: this test needs PAWTROPOLIS_TEST_POSTGRES_URL");
+    }
+    pg
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -232,7 +248,20 @@ pub fn settings(database_url: &str, extra: &[&str]) -> Settings {
         "3",
     ];
     argv.extend_from_slice(extra);
-    Cli::try_parse_from(argv).unwrap().settings
+    parse_cli(&argv).unwrap().settings
+}
+
+/// Parses a command line as the binary would, blind to the environment: a developer's
+/// `DISCORD_TOKEN` (which the README asks for to run the bot example) or a `PAWTROPOLIS_*`
+/// setting must not change what a test checks, nor send its requests to the real Discord.
+pub fn parse_cli(argv: &[&str]) -> Result<Cli, clap::Error> {
+    fn blind(command: clap::Command) -> clap::Command {
+        command
+            .mut_args(|arg| arg.env(None::<&'static str>))
+            .mut_subcommands(blind)
+    }
+    let matches = blind(Cli::command()).try_get_matches_from(argv)?;
+    Cli::from_arg_matches(&matches)
 }
 
 /// Runs a `pawtropolis-server` command line against `database_url` and returns its output.
@@ -245,7 +274,7 @@ pub async fn run_cli(database_url: &str, args: &[&str]) -> anyhow::Result<String
         "2",
     ];
     argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(argv)?;
+    let cli = parse_cli(&argv)?;
     let mut out: Vec<u8> = Vec::new();
     pawtropolis_server::run(cli, &mut out).await?;
     out.flush()?;

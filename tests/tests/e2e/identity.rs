@@ -1,6 +1,6 @@
 //! `GET /api/users/resolve` against a fake Discord.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pawtropolis_api::ManualClock;
 use pawtropolis_tests::{
@@ -284,15 +284,19 @@ async fn discord_trouble_never_fails_the_request() {
             .collect();
         assert_eq!(codes, ["discord_unavailable", "discord_unavailable"]);
 
-        // Slower than the timeout: answered within the timeout plus a margin.
-        fake.set_default_trouble(Trouble::Slow(Duration::from_secs(5)));
-        let started = Instant::now();
+        // Slower than the timeout: the fake would answer in the end (no warnings), so
+        // `discord_unavailable` for each id shows the timeout cut the lookups off. That they
+        // share one wait is the resolver's unit test `batches_of_one_reply_share_one_deadline`.
+        fake.set_default_trouble(Trouble::Slow(Duration::from_secs(3600)));
         let (s, body) = resolve(&app, &token, &format!("{NICKED},{ANIMATED},{LEGACY}")).await;
-        let took = started.elapsed();
         assert_eq!(s, 200);
-        assert!(took < Duration::from_millis(1500), "took {took:?}");
-        assert_eq!(body["warnings"].as_array().unwrap().len(), 3, "{body}");
-        assert_eq!(body["warnings"][0]["code"], "discord_unavailable");
+        let codes: Vec<&str> = body["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["discord_unavailable"; 3], "{body}");
 
         // 429: a rate_limited warning, and no retry storm while backing off.
         fake.set_default_trouble(Trouble::RateLimited(30.0));
@@ -318,18 +322,21 @@ async fn discord_trouble_never_fails_the_request() {
 #[tokio::test]
 async fn rate_limit_etag_and_validation() {
     for backend in backends() {
-        let (app, _fake, _clock, token) = start(&backend, &[]).await;
+        // The budget refills on the wall clock, one request per 60/8 s: the test has 7.5 s
+        // to spend it before a refill could change the figures (the default of 50 would
+        // give it 1.2 s, too little on a loaded machine).
+        let (app, _fake, _clock, token) = start(&backend, &["--resolve-rate-per-min", "8"]).await;
         let url = format!("/api/users/resolve?guild_id={GUILD_A}&ids={NICKED}");
         let resp = app.get(&url, &token).await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["x-ratelimit-limit"], "50");
-        assert_eq!(resp.headers()["x-ratelimit-remaining"], "49");
+        assert_eq!(resp.headers()["x-ratelimit-limit"], "8");
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "7");
         assert_eq!(resp.headers()["cache-control"], "private, max-age=60");
         // The first answer came from Discord; the cached one that follows is the stable body.
         app.assert_revalidates(&url, &token, "private, max-age=60")
             .await;
         let resp = app.get(&url, &token).await;
-        assert_eq!(resp.headers()["x-ratelimit-remaining"], "46");
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "4");
 
         let (s, body) = app
             .get_json(
@@ -361,7 +368,7 @@ async fn rate_limit_etag_and_validation() {
         assert_eq!(s, 400);
         // A guild the caller may not read: refused before the request is counted, so that
         // nobody without access spends the server's budget.
-        for _ in 0..60 {
+        for _ in 0..20 {
             let resp = app
                 .get(
                     &format!("/api/users/resolve?guild_id={GUILD_B}&ids={NICKED}"),
@@ -372,8 +379,8 @@ async fn rate_limit_etag_and_validation() {
             assert!(!resp.headers().contains_key("x-ratelimit-remaining"));
         }
 
-        // 7 requests so far; 43 more pass, the 51st is refused.
-        for i in 0..43 {
+        // 7 requests so far; 1 more passes, the 9th is refused.
+        for i in 0..1 {
             let resp = app.get(&url, &token).await;
             assert_eq!(resp.status(), 200, "request {}", i + 8);
         }
@@ -384,7 +391,7 @@ async fn rate_limit_etag_and_validation() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!((1..=60).contains(&retry));
+        assert!((1..=8).contains(&retry), "{retry}");
         assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "rate_limited");

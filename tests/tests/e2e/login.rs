@@ -416,12 +416,8 @@ async fn login_flow_access_and_role_recheck() {
             MOD_A,
             pawtropolis_tests::fake_discord::Trouble::RateLimitedTimes(30.0, 1),
         );
-        let started = std::time::Instant::now();
+        // (Waited out, the retry would have been answered: the fake limits once.)
         assert_eq!(callback(&l, MOD_A, "code-9").await.status(), 503);
-        assert!(
-            started.elapsed() < Duration::from_secs(25),
-            "not waited out"
-        );
         l.fake
             .set_trouble(MOD_A, pawtropolis_tests::fake_discord::Trouble::Status(503));
 

@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use pawtropolis_api::feed::NewAction;
 use pawtropolis_tests::{
-    Backend, GUILD_A, GUILD_B, TestApp, TestDb, backends, id_in, run_cli, sse::SseClient,
+    Backend, GUILD_A, GUILD_B, TestApp, TestDb, backends, id_in, postgres, run_cli, sse::SseClient,
     unique_name,
 };
 
@@ -106,19 +106,14 @@ async fn both_connection_paths_and_the_database_file_watch() {
         let body: serde_json::Value = refused.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unauthorized");
 
+        // With a 60 s poll, only the file watch can deliver this row within `SECS`.
         if backend == Backend::Sqlite {
-            let started = std::time::Instant::now();
             let other = app
                 .tdb
                 .insert_action(GUILD_A, "approve", M, None, None, 1_761_004_800, None)
                 .await;
             let ev = direct.next_action(SECS).await.expect("watched event");
             assert_eq!(ev.id, Some(other));
-            assert!(
-                started.elapsed() < Duration::from_secs(3),
-                "a row from another connection took {:?} with a 60 s poll",
-                started.elapsed()
-            );
         }
         // The direct path notices a client leaving at once (hyper only at its next write, a
         // heartbeat away).
@@ -157,8 +152,8 @@ async fn headers_first_comment_heartbeat_and_live_events() {
             .expect("heartbeat");
         assert_eq!(hb.comments, ["heartbeat"]);
 
-        // From the host's recorder: out at once.
-        let started = std::time::Instant::now();
+        // From the host's recorder (that it goes out without waiting for a poll is checked
+        // by `both_connection_paths_and_the_database_file_watch`, whose poll is 60 s).
         let id = app
             .api
             .recorder()
@@ -166,11 +161,6 @@ async fn headers_first_comment_heartbeat_and_live_events() {
             .await
             .unwrap();
         let ev = s.next_action(SECS).await.expect("recorded event");
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "took {:?}",
-            started.elapsed()
-        );
         assert_eq!(ev.id, Some(id));
         assert_eq!(ev.event.as_deref(), Some("action"));
         let data = ev.json();
@@ -555,54 +545,52 @@ async fn insert_in(txn: &sea_orm::DatabaseTransaction) -> i64 {
 /// not own (which `pg_get_serial_sequence` does not find).
 #[tokio::test]
 async fn an_id_taken_before_its_row_is_written_is_not_lost() {
-    for backend in backends() {
-        if !matches!(backend, Backend::Postgres(_)) {
-            continue;
-        }
-        for sequence in ["pg_get_serial_sequence('action_log', 'id')", "'bot_ids'"] {
-            let tdb = TestDb::new(&backend).await;
-            if sequence == "'bot_ids'" {
-                tdb.exec("CREATE SEQUENCE bot_ids", vec![]).await;
-                tdb.exec(
-                "CREATE TABLE action_log (id BIGINT PRIMARY KEY DEFAULT nextval('bot_ids'), guild_id TEXT NOT NULL, \
-                 actor_id TEXT NOT NULL, action TEXT NOT NULL, created_at_s BIGINT NOT NULL)",
-                vec![],
-            )
-            .await;
-            }
-            migration::cli::run(&tdb.db, &migration::cli::MigrateCommand::Up { steps: None })
-                .await
-                .unwrap();
-            let (feed, mut rx) = start_feed(&tdb).await;
-            // The sequence's first value is written to the WAL with the next 32, which gives the
-            // transaction taking it a transaction id at once; the ones after it do not.
-            let first = tdb
-                .insert_action(GUILD_A, "claim", M, None, None, 0, None)
-                .await;
-            assert_eq!(next_ids(&mut rx, 1).await, [first]);
-            let txn = tdb.transaction_elsewhere().await;
-            let taken = id_in(&txn, &format!("SELECT nextval({sequence}) AS id"), vec![]).await;
-            let later = tdb
-                .insert_action(GUILD_A, "claim", M, None, None, 0, None)
-                .await;
-            assert_eq!(later, taken + 1);
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            id_in(
-            &txn,
-            "INSERT INTO action_log (id, guild_id, actor_id, action, created_at_s) VALUES ($1, $2, $3, 'claim', 0) RETURNING id",
-            vec![taken.into(), GUILD_A.into(), M.into()],
+    let Some(backend) = postgres() else {
+        return;
+    };
+    for sequence in ["pg_get_serial_sequence('action_log', 'id')", "'bot_ids'"] {
+        let tdb = TestDb::new(&backend).await;
+        if sequence == "'bot_ids'" {
+            tdb.exec("CREATE SEQUENCE bot_ids", vec![]).await;
+            tdb.exec(
+            "CREATE TABLE action_log (id BIGINT PRIMARY KEY DEFAULT nextval('bot_ids'), guild_id TEXT NOT NULL, \
+             actor_id TEXT NOT NULL, action TEXT NOT NULL, created_at_s BIGINT NOT NULL)",
+            vec![],
         )
         .await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            assert!(
-                nothing_yet(&mut rx),
-                "{sequence}: nothing goes out past an id whose transaction is still open"
-            );
-            txn.commit().await.unwrap();
-            assert_eq!(next_ids(&mut rx, 2).await, [taken, later], "{sequence}");
-            feed.stop();
-            tdb.cleanup().await;
         }
+        migration::cli::run(&tdb.db, &migration::cli::MigrateCommand::Up { steps: None })
+            .await
+            .unwrap();
+        let (feed, mut rx) = start_feed(&tdb).await;
+        // The sequence's first value is written to the WAL with the next 32, which gives the
+        // transaction taking it a transaction id at once; the ones after it do not.
+        let first = tdb
+            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+            .await;
+        assert_eq!(next_ids(&mut rx, 1).await, [first]);
+        let txn = tdb.transaction_elsewhere().await;
+        let taken = id_in(&txn, &format!("SELECT nextval({sequence}) AS id"), vec![]).await;
+        let later = tdb
+            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+            .await;
+        assert_eq!(later, taken + 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        id_in(
+        &txn,
+        "INSERT INTO action_log (id, guild_id, actor_id, action, created_at_s) VALUES ($1, $2, $3, 'claim', 0) RETURNING id",
+        vec![taken.into(), GUILD_A.into(), M.into()],
+    )
+    .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            nothing_yet(&mut rx),
+            "{sequence}: nothing goes out past an id whose transaction is still open"
+        );
+        txn.commit().await.unwrap();
+        assert_eq!(next_ids(&mut rx, 2).await, [taken, later], "{sequence}");
+        feed.stop();
+        tdb.cleanup().await;
     }
 }
 
@@ -611,38 +599,36 @@ async fn an_id_taken_before_its_row_is_written_is_not_lost() {
 /// took an id.
 #[tokio::test]
 async fn a_rolled_back_id_waits_for_no_reader() {
-    for backend in backends() {
-        if !matches!(backend, Backend::Postgres(_)) {
-            continue;
-        }
-        let tdb = migrated(&backend).await;
-        let (feed, mut rx) = start_feed(&tdb).await;
-        let reader = tdb.transaction_elsewhere().await;
-        id_in(&reader, "SELECT COUNT(*) AS id FROM action_log", vec![]).await;
-        let purge = tdb.transaction_elsewhere().await;
-        id_in(
-            &purge,
-            "WITH gone AS (DELETE FROM action_log WHERE created_at_s < 0 RETURNING id) SELECT COUNT(*) AS id FROM gone",
-            vec![],
-        )
+    let Some(backend) = postgres() else {
+        return;
+    };
+    let tdb = migrated(&backend).await;
+    let (feed, mut rx) = start_feed(&tdb).await;
+    let reader = tdb.transaction_elsewhere().await;
+    id_in(&reader, "SELECT COUNT(*) AS id FROM action_log", vec![]).await;
+    let purge = tdb.transaction_elsewhere().await;
+    id_in(
+        &purge,
+        "WITH gone AS (DELETE FROM action_log WHERE created_at_s < 0 RETURNING id) SELECT COUNT(*) AS id FROM gone",
+        vec![],
+    )
+    .await;
+    let undone = tdb.transaction_elsewhere().await;
+    let rolled_back = insert_in(&undone).await;
+    undone.rollback().await.unwrap();
+    let after = tdb
+        .insert_action(GUILD_A, "claim", M, None, None, 0, None)
         .await;
-        let undone = tdb.transaction_elsewhere().await;
-        let rolled_back = insert_in(&undone).await;
-        undone.rollback().await.unwrap();
-        let after = tdb
-            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
-            .await;
-        assert_eq!(after, rolled_back + 1);
-        assert_eq!(
-            next_ids(&mut rx, 1).await,
-            [after],
-            "the reader is still open"
-        );
-        reader.commit().await.unwrap();
-        purge.commit().await.unwrap();
-        feed.stop();
-        tdb.cleanup().await;
-    }
+    assert_eq!(after, rolled_back + 1);
+    assert_eq!(
+        next_ids(&mut rx, 1).await,
+        [after],
+        "the reader is still open"
+    );
+    reader.commit().await.unwrap();
+    purge.commit().await.unwrap();
+    feed.stop();
+    tdb.cleanup().await;
 }
 
 /// A row whose transaction stays open while the feed starts (longer than the feed waits for
@@ -650,33 +636,31 @@ async fn a_rolled_back_id_waits_for_no_reader() {
 /// it, not at the newest id.
 #[tokio::test]
 async fn a_row_in_flight_when_the_feed_starts_is_not_lost() {
-    for backend in backends() {
-        if !matches!(backend, Backend::Postgres(_)) {
-            continue;
-        }
-        let tdb = migrated(&backend).await;
-        let before = tdb
-            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
-            .await;
-        let txn = tdb.transaction_elsewhere().await;
-        let held = insert_in(&txn).await;
-        let later = tdb
-            .insert_action(GUILD_A, "claim", M, None, None, 0, None)
-            .await;
-        assert_eq!((held, later), (before + 1, before + 2));
-        let (feed, mut rx) = start_feed(&tdb).await;
-        assert_eq!(
-            feed.high_water(),
-            before,
-            "publishing starts below the open row"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(nothing_yet(&mut rx));
-        txn.commit().await.unwrap();
-        assert_eq!(next_ids(&mut rx, 2).await, [held, later]);
-        feed.stop();
-        tdb.cleanup().await;
-    }
+    let Some(backend) = postgres() else {
+        return;
+    };
+    let tdb = migrated(&backend).await;
+    let before = tdb
+        .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+        .await;
+    let txn = tdb.transaction_elsewhere().await;
+    let held = insert_in(&txn).await;
+    let later = tdb
+        .insert_action(GUILD_A, "claim", M, None, None, 0, None)
+        .await;
+    assert_eq!((held, later), (before + 1, before + 2));
+    let (feed, mut rx) = start_feed(&tdb).await;
+    assert_eq!(
+        feed.high_water(),
+        before,
+        "publishing starts below the open row"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(nothing_yet(&mut rx));
+    txn.commit().await.unwrap();
+    assert_eq!(next_ids(&mut rx, 2).await, [held, later]);
+    feed.stop();
+    tdb.cleanup().await;
 }
 
 /// The live feed reads with connections of its own. A host whose pool picks its schema after
@@ -685,54 +669,53 @@ async fn a_row_in_flight_when_the_feed_starts_is_not_lost() {
 #[tokio::test]
 async fn the_feed_follows_a_schema_chosen_after_connecting() {
     use sea_orm::{ConnectionTrait as _, sqlx::Executor as _};
-    for backend in backends() {
-        let Backend::Postgres(base) = &backend else {
-            continue;
-        };
-        let schema = unique_name();
-        let admin = sea_orm::Database::connect(base.as_str()).await.unwrap();
-        admin
-            .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .unwrap();
-        // sqlx's executor wants the statement for as long as the connection: one small leak
-        // per test run.
-        let set: &'static str = Box::leak(format!("SET search_path TO {schema}").into_boxed_str());
-        let pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
-            .max_connections(3)
-            .after_connect(move |conn, _| {
-                Box::pin(async move { conn.execute(set).await.map(|_| ()) })
-            })
-            .connect(base)
-            .await
-            .unwrap();
-        let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-        migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
-            .await
-            .unwrap();
-        let api = pawtropolis_api::PawtropolisApi::builder(db.clone())
-            .build()
-            .await
-            .unwrap();
-        let mut rx = api.feed().subscribe();
-        let id = api
-            .recorder()
-            .record(action(GUILD_A, "claim"))
-            .await
-            .unwrap();
-        let event = tokio::time::timeout(SECS, rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((event.id, event.guild_id.as_str()), (id, GUILD_A));
-        api.shutdown();
-        db.close().await.ok();
-        admin
-            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            .await
-            .ok();
-        admin.close().await.ok();
-    }
+    let Some(backend) = postgres() else {
+        return;
+    };
+    let Backend::Postgres(base) = &backend else {
+        unreachable!("postgres() gives PostgreSQL")
+    };
+    let schema = unique_name();
+    let admin = sea_orm::Database::connect(base.as_str()).await.unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    // sqlx's executor wants the statement for as long as the connection: one small leak
+    // per test run.
+    let set: &'static str = Box::leak(format!("SET search_path TO {schema}").into_boxed_str());
+    let pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(3)
+        .after_connect(move |conn, _| Box::pin(async move { conn.execute(set).await.map(|_| ()) }))
+        .connect(base)
+        .await
+        .unwrap();
+    let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+    migration::cli::run(&db, &migration::cli::MigrateCommand::Up { steps: None })
+        .await
+        .unwrap();
+    let api = pawtropolis_api::PawtropolisApi::builder(db.clone())
+        .build()
+        .await
+        .unwrap();
+    let mut rx = api.feed().subscribe();
+    let id = api
+        .recorder()
+        .record(action(GUILD_A, "claim"))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(SECS, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((event.id, event.guild_id.as_str()), (id, GUILD_A));
+    api.shutdown();
+    db.close().await.ok();
+    admin
+        .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .ok();
+    admin.close().await.ok();
 }
 
 /// Reads event ids from a raw stream socket until `n` have come (a minute at most), failing on
